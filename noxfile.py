@@ -1,0 +1,24 @@
+"""Sessions: `nox -s tests` (the whole suite) and `nox -s lint`."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH = "torch==2.13.0"  # the reference torch; a CPU build, pinned (a newer one pulls CUDA)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (unit, doctests, torch comparisons) in its own virtualenv."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (style, imports, no torch in numpy_optim) and mypy on the library."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("mypy")

@@ -1,0 +1,367 @@
+"""The optimizer base class: parameter entries, shared state, state dicts, validation.
+
+Every optimizer in numpy_optim takes the specification's contract, a list of dicts::
+
+    [{"params": ndarray, "grad": ndarray}, ...]
+
+and updates each ``"params"`` array in place (the very array object the caller passed).
+An entry may also carry hyperparameters of its own (``{"params": b, "grad": gb,
+"weight_decay": 0.0}``); they override the constructor's for that entry, as torch's
+parameter groups do.
+
+The optimizer keeps the caller's dicts, not copies, and reads ``entry["params"]`` and
+``entry["grad"]`` at every :meth:`Optimizer.step`, so a model may either write its
+gradients into the arrays in place or put new arrays in the dict.
+
+Everything a call could refuse is checked before any array is touched: a refused
+``step()`` or ``load_state_dict()`` changes no parameter and no state.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+Entry = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------
+# Validation helpers: ValueError for bad values, TypeError for bad types, messages that
+# name the argument and the value.
+# --------------------------------------------------------------------------------------
+
+
+def _real(name: str, value: Any) -> float:
+    """Return ``value`` as a Python float, refusing bools, non-numbers, NaN and infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"Invalid {name} value: {value!r} (must be finite)")
+    return value
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``0 <= value < inf``; returns the value as a Python float."""
+    value = _real(name, value)
+    if not value >= 0.0:
+        raise ValueError(f"Invalid {name} value: {value!r} (must be >= 0)")
+    return value
+
+
+def check_finite(name: str, value: Any) -> float:
+    """Any finite real number; returns it as a Python float."""
+    return _real(name, value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A real ``bool`` (``np.bool_`` accepted), not a truthy number or string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Invalid {name}: {value!r} (expected a bool, got {type(value).__name__})")
+    return bool(value)
+
+
+def check_betas(value: Any) -> tuple[float, float]:
+    """A pair ``(beta1, beta2)`` with ``0 <= beta < 1`` each."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"Invalid betas: {value!r} (expected a pair (beta1, beta2))")
+    betas = []
+    for index, beta in enumerate(value):
+        beta = _real(f"beta parameter at index {index}", beta)
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta!r} (must be 0 <= beta < 1)")
+        betas.append(beta)
+    return betas[0], betas[1]
+
+
+def _describe(array: Any) -> str:
+    if isinstance(array, np.ndarray):
+        return f"ndarray of shape {array.shape} and dtype {array.dtype}"
+    return f"{type(array).__name__} {array!r}"
+
+
+def check_parameter(where: str, param: Any) -> np.ndarray:
+    """A writeable floating-point ndarray (float16, float32 or float64)."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{where}['params'] must be a numpy.ndarray, got {_describe(param)}")
+    if param.dtype.kind != "f" or param.dtype.itemsize > 8:
+        raise TypeError(
+            f"{where}['params'] must have a floating dtype (float16, float32 or float64), "
+            f"got {param.dtype}"
+        )
+    if not param.flags.writeable:
+        raise ValueError(f"{where}['params'] is read-only; the optimizer updates it in place")
+    return param
+
+
+def check_gradient(where: str, param: np.ndarray, grad: Any) -> np.ndarray:
+    """An ndarray with exactly the parameter's shape and dtype."""
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"{where}['grad'] must be a numpy.ndarray, got {_describe(grad)}")
+    if grad.shape != param.shape:
+        raise ValueError(f"{where}['grad'] has shape {grad.shape}, but its parameter has shape {param.shape}")
+    if grad.dtype != param.dtype:
+        raise TypeError(f"{where}['grad'] has dtype {grad.dtype}, but its parameter has dtype {param.dtype}")
+    return grad
+
+
+# --------------------------------------------------------------------------------------
+# The base class
+# --------------------------------------------------------------------------------------
+
+
+class Optimizer:
+    """Base class: owns the parameter entries, the state, state dicts and validation.
+
+    A subclass declares its hyperparameters in ``_validators`` (name -> function that
+    checks and normalises one value), its per-parameter buffers in :meth:`_buffer_names`,
+    checks combinations in :meth:`_check_combination`, and applies its update kernel to
+    one entry in :meth:`_update`.
+
+    Parameters
+    ----------
+    params : list of dict
+        ``[{"params": ndarray, "grad": ndarray, <optional hyperparameter overrides>}, ...]``.
+        May be empty, in which case :meth:`step` does nothing.
+    defaults : dict
+        The constructor's hyperparameters, used by every entry that does not override them.
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        The caller's entries themselves (not copies).
+    defaults : dict
+        Optimizer-wide hyperparameters; a scheduler changes ``defaults["lr"]``.
+    state : dict
+        ``state["step"]`` is the single optimizer-level step counter (an int, the number
+        of completed steps); ``state[i]`` holds entry ``i``'s buffers, named as torch names
+        them (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), and
+        exists only once the entry has a buffer.
+    """
+
+    _validators: dict[str, Callable[[str, Any], Any]] = {}
+
+    def __init__(self, params: Any, defaults: Mapping[str, Any]) -> None:
+        if isinstance(params, dict) or not isinstance(params, (list, tuple)):
+            raise TypeError(
+                "params must be a list of dicts {'params': ndarray, 'grad': ndarray}, "
+                f"got {type(params).__name__}"
+            )
+        self.defaults = self._check_hyperparameters("", dict(defaults))
+        self._check_combination(self.defaults)
+        self.state: dict[Any, Any] = {"step": 0}
+        entries = list(params)
+        self._check_entries(entries)
+        self.param_groups: list[Entry] = entries
+        # Each entry's lr at construction: a scheduler scales entries that carry their own
+        # lr by the same factor it applies to the optimizer's lr (see schedulers.py).
+        self.initial_lrs: list[float] = [self._hyperparameters(i)["lr"] for i in range(len(entries))]
+        self.initial_lr: float = self.defaults["lr"]
+
+    # ----- hyperparameters --------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        """The optimizer-wide learning rate (entries may override it)."""
+        return float(self.defaults["lr"])
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self.defaults["lr"] = check_nonnegative("lr", value)
+
+    def _check_hyperparameters(self, where: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Validate and normalise a dict of hyperparameters (all, or an entry's overrides)."""
+        checked = {}
+        for name, value in values.items():
+            if name not in self._validators:
+                raise ValueError(
+                    f"{where}Unknown hyperparameter {name!r} for {type(self).__name__}; "
+                    f"expected one of {sorted(self._validators)}"
+                )
+            try:
+                checked[name] = self._validators[name](name, value)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}{error}") from None
+        return checked
+
+    def _hyperparameters(self, index: int) -> dict[str, Any]:
+        """Entry ``index``'s effective hyperparameters: defaults overlaid by its overrides."""
+        return self._resolve(self.param_groups[index], f"params[{index}]: ")
+
+    def _resolve(self, entry: Entry | None, where: str) -> dict[str, Any]:
+        overrides = {k: v for k, v in (entry or {}).items() if k not in ("params", "grad")}
+        merged = {**self.defaults, **self._check_hyperparameters(where, overrides)}
+        try:
+            self._check_combination(merged)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{where}{error}") from None
+        return merged
+
+    def _check_combination(self, hyperparameters: dict[str, Any]) -> None:
+        """Checks that involve several hyperparameters (e.g. Nesterov needs momentum)."""
+
+    # ----- entries ----------------------------------------------------------------------
+
+    def _check_entries(self, entries: list[Any]) -> list[dict[str, Any]]:
+        """Validate every entry (arrays, overrides, buffers); return effective hyperparameters."""
+        seen: dict[int, int] = {}
+        resolved = []
+        for index, entry in enumerate(entries):
+            where = f"params[{index}]"
+            if not isinstance(entry, dict):
+                raise TypeError(
+                    f"{where} must be a dict {{'params': ndarray, 'grad': ndarray}}, "
+                    f"got {type(entry).__name__}"
+                )
+            for key in ("params", "grad"):
+                if key not in entry:
+                    raise ValueError(f"{where} has no {key!r} key; every entry needs 'params' and 'grad'")
+            param = check_parameter(where, entry["params"])
+            check_gradient(where, param, entry["grad"])
+            if id(param) in seen:
+                raise ValueError(f"{where}['params'] is the same array as params[{seen[id(param)]}]['params']")
+            seen[id(param)] = index
+            hyper = self._resolve(entry, f"{where}: ")
+            for name, buffer in self.state.get(index, {}).items():
+                if buffer.shape != param.shape or buffer.dtype != param.dtype:
+                    raise ValueError(
+                        f"{where}['params'] has shape {param.shape} and dtype {param.dtype}, but its "
+                        f"state buffer {name!r} has shape {buffer.shape} and dtype {buffer.dtype}"
+                    )
+            resolved.append(hyper)
+        return resolved
+
+    # ----- the public interface ---------------------------------------------------------
+
+    def step(self) -> None:
+        """Update every parameter in place from its gradient (one optimizer step)."""
+        hyperparameters = self._check_entries(self.param_groups)  # everything, before any write
+        self.state["step"] += 1
+        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
+            self._update(index, entry["params"], entry["grad"], hyper, self.state["step"])
+
+    def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+
+    def _buffer(self, index: int, name: str, like: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Entry ``index``'s buffer ``name``, created as zeros if missing; ``(buffer, created)``."""
+        buffers = self.state.setdefault(index, {})
+        created = name not in buffers
+        if created:
+            buffers[name] = np.zeros_like(like)
+        return buffers[name], created
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero in place (same arrays, same shapes)."""
+        for index, entry in enumerate(self.param_groups):
+            grad = entry.get("grad")
+            if not isinstance(grad, np.ndarray) or not grad.flags.writeable:
+                raise TypeError(f"params[{index}]['grad'] must be a writeable numpy.ndarray, got {_describe(grad)}")
+        for entry in self.param_groups:
+            entry["grad"][...] = 0
+
+    # ----- state dicts ------------------------------------------------------------------
+
+    def _buffer_names(self, hyperparameters: dict[str, Any]) -> set[str]:
+        """The buffers an entry with these hyperparameters may hold."""
+        return set()
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot of the optimizer: deep copies, nothing aliased to live buffers.
+
+        Returns
+        -------
+        dict
+            ``{"step": int, "defaults": {...}, "param_groups": [{overrides}, ...],
+            "state": [{buffer name: ndarray}, ...]}``: plain dicts, lists, ndarrays and
+            Python scalars (``betas`` as a list), one ``param_groups`` and one ``state``
+            item per entry.
+        """
+
+        def plain(value: Any) -> Any:
+            return list(value) if isinstance(value, tuple) else value
+
+        return {
+            "step": int(self.state["step"]),
+            "defaults": {k: plain(v) for k, v in self.defaults.items()},
+            "param_groups": [
+                {k: plain(v) for k, v in entry.items() if k not in ("params", "grad")}
+                for entry in self.param_groups
+            ],
+            "state": [
+                {name: np.array(buf, copy=True) for name, buf in self.state.get(i, {}).items()}
+                for i in range(len(self.param_groups))
+            ],
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot; continuing is then bitwise identical.
+
+        Everything is validated first (keys, entry count, hyperparameters, buffer names,
+        shapes and dtypes); nothing changes unless all of it is valid. The arrays are
+        copied, so the snapshot stays independent of the optimizer.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        expected = {"step", "defaults", "param_groups", "state"}
+        if set(state_dict) != expected:
+            raise ValueError(f"state_dict has keys {sorted(state_dict)}, expected {sorted(expected)}")
+        step = state_dict["step"]
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"Invalid state_dict['step']: {step!r} (expected an int >= 0)")
+        groups, buffers = state_dict["param_groups"], state_dict["state"]
+        for name, value in (("param_groups", groups), ("state", buffers)):
+            if not isinstance(value, (list, tuple)) or len(value) != len(self.param_groups):
+                raise ValueError(
+                    f"state_dict[{name!r}] must be a list with one item per entry "
+                    f"({len(self.param_groups)}), got {value!r:.80}"
+                )
+        if not isinstance(state_dict["defaults"], Mapping) or set(state_dict["defaults"]) != set(self.defaults):
+            raise ValueError(
+                f"state_dict['defaults'] must have the keys {sorted(self.defaults)}, "
+                f"got {state_dict['defaults']!r:.200}"
+            )
+        defaults = self._check_hyperparameters("state_dict['defaults']: ", dict(state_dict["defaults"]))
+        new_state: dict[Any, Any] = {"step": int(step)}
+        new_overrides = []
+        for index, (overrides, saved) in enumerate(zip(groups, buffers)):
+            where = f"state_dict['param_groups'][{index}]: "
+            if not isinstance(overrides, Mapping):
+                raise TypeError(f"{where}expected a dict, got {type(overrides).__name__}")
+            overrides = self._check_hyperparameters(where, dict(overrides))
+            hyper = {**defaults, **overrides}
+            try:
+                self._check_combination(hyper)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}{error}") from None
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"state_dict['state'][{index}]: expected a dict, got {type(saved).__name__}")
+            param = self.param_groups[index]["params"]
+            allowed = self._buffer_names(hyper)
+            for name, array in saved.items():
+                where = f"state_dict['state'][{index}][{name!r}]"
+                if name not in allowed:
+                    raise ValueError(
+                        f"{where}: unexpected buffer for these hyperparameters; allowed: {sorted(allowed)}"
+                    )
+                if not isinstance(array, np.ndarray):
+                    raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(array)}")
+                if array.shape != param.shape or array.dtype != param.dtype:
+                    raise ValueError(
+                        f"{where} has shape {array.shape} and dtype {array.dtype}, but params[{index}] "
+                        f"has shape {param.shape} and dtype {param.dtype}"
+                    )
+            if saved:
+                new_state[index] = {name: np.array(array, copy=True) for name, array in saved.items()}
+            new_overrides.append(overrides)
+        # Every check passed: apply.
+        self.defaults = defaults
+        for entry, overrides in zip(self.param_groups, new_overrides):
+            for key in [k for k in entry if k not in ("params", "grad")]:
+                del entry[key]
+            entry.update(overrides)
+        self.state = new_state
