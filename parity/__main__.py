@@ -1,0 +1,75 @@
+"""``python -m parity``: run every registry pair with Hypothesis, write the report, exit 1 on failure.
+
+Usage::
+
+    python -m parity                      # all pairs, profile "parity", reports/ in the cwd
+    python -m parity --pairs Adam,AdamW --profile dev
+    python -m parity --replay '<case json from a failure message>'
+    python -m parity --replay-schedule CosineScheduler '{"max_lr": 0.1, ...}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import profiles
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=None, help="Hypothesis profile (default: parity, or $HYPOTHESIS_PROFILE)")
+    parser.add_argument("--pairs", default=None, help="comma-separated registry names (default: all)")
+    parser.add_argument("--out", default="reports", help="directory for parity.md and parity.json")
+    parser.add_argument("--replay", default=None, help="replay one optimizer case (its JSON)")
+    parser.add_argument("--replay-schedule", nargs=2, metavar=("PAIR", "KWARGS"), default=None)
+    args = parser.parse_args(argv)
+
+    import os
+
+    profile = profiles.load(args.profile or os.environ.get("HYPOTHESIS_PROFILE") or "parity")
+    from . import harness, report
+    from .registry import OPTIMIZERS, SCHEDULERS
+    from .strategies import CaseSpec
+
+    if args.replay:
+        spec = CaseSpec.from_json(args.replay)
+        p = OPTIMIZERS[spec.pair]
+        results = harness.run_case(spec, p.ours, p.theirs, name=p.name, buffers=p.buffers, fused=p.fused,
+                                   torch_has_step=p.torch_has_step)
+        for side, comparisons in results.items():
+            for c in comparisons:
+                print(f"{side:8s} {c.name:20s} worst error {c.worst_error:.3e}  error/bound {c.worst_ratio:.3f}  "
+                      f"judged {c.steps}  not judged {c.unjudged}")
+        return 0
+    if args.replay_schedule:
+        ratio = harness.compare_schedule(args.replay_schedule[0], json.loads(args.replay_schedule[1]))
+        print(f"worst error / bound {ratio:.3f}")
+        return 0
+
+    names = args.pairs.split(",") if args.pairs else [*OPTIMIZERS, *SCHEDULERS]
+    stats = harness.Stats()
+    start = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            if name in OPTIMIZERS:
+                harness.check_pair(name, stats=stats)
+            else:
+                harness.check_scheduler(name, stats=stats)
+            print(f"{name}: passed ({time.perf_counter() - t0:.1f} s)", flush=True)
+        except AssertionError as error:  # ParityError, or Hypothesis's report of one
+            stats.failures.append(f"{name}: {error}")
+            print(f"{name}: FAILED\n{error}", flush=True)
+    data = report.to_json(stats, profile, time.perf_counter() - start)
+    md, js = report.write(data, Path(args.out))
+    print(report.markdown_table(data))
+    print(f"wrote {md} and {js}")
+    return 0 if data["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

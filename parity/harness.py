@@ -1,0 +1,303 @@
+"""Run parity cases, judge them with the tolerance model, collect statistics, explain failures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from . import tolerance
+from .registry import OPTIMIZERS, SCHEDULERS
+from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs
+from .trajectories import build_case, perturbed, run_numpy, run_torch
+
+ALL_BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+class ParityError(AssertionError):
+    """A numpy_optim trajectory left its tolerance bound against torch."""
+
+
+@dataclass
+class SideStats:
+    """What one (pair, dtype, torch side) saw over all its cases."""
+
+    cases: int = 0
+    steps: int = 0                # optimizer steps run
+    judged: int = 0               # (array, step) comparisons judged against a bound
+    unjudged: int = 0             # (array, step) comparisons skipped: torch's own paths disagree
+    worst_ratio: float = 0.0
+    worst_error: float = 0.0
+    worst_case: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    """Accumulated per ``(pair, dtype, side)``; side is "default" or "fused" (or "schedule")."""
+
+    sides: dict[tuple[str, str, str], SideStats] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, key: tuple[str, str, str], steps: int, comparisons: list[tolerance.Comparison],
+            spec: dict[str, Any]) -> None:
+        side = self.sides.setdefault(key, SideStats())
+        side.cases += 1
+        side.steps += steps
+        for c in comparisons:
+            side.judged += c.steps
+            side.unjudged += c.unjudged
+            side.worst_error = max(side.worst_error, c.worst_error)
+            if c.worst_ratio > side.worst_ratio or not side.worst_case:
+                side.worst_ratio = max(side.worst_ratio, c.worst_ratio)
+                side.worst_case = {**spec, "array": c.name}
+
+
+def _describe_spec(spec: CaseSpec) -> str:
+    loop = "closed loop (quadratic)" if spec.closed_loop else f"open loop, gradients {spec.gradient_kinds}"
+    schedule = f"; schedule {spec.schedule}" if spec.schedule else ""
+    return (f"hyperparameters {spec.hyperparameters}; overrides {spec.overrides}; shapes {spec.shapes}; "
+            f"{spec.steps} steps; {loop}; init scale {spec.init_scale}{schedule}")
+
+
+def _failure_message(name: str, side: str, spec: CaseSpec, v: tolerance.Violation) -> str:
+    flat = int(np.ravel_multi_index(v.index, spec.shapes[int(v.name.split("[")[1].rstrip("]"))])) if v.index else 0
+    reference = "" if v.reference is None else f", float64 reference={v.reference!r}"
+    rule = "float64: ulp-per-step bound" if spec.dtype == "float64" else "float32: no less accurate than torch"
+    return (
+        f"Parity failure: {name} vs torch ({side} path), {spec.dtype}\n"
+        f"  {v.name} after step {v.step}, index {v.index} (flat {flat}): ours={v.ours!r}, torch={v.theirs!r}"
+        f"{reference}\n"
+        f"  error {v.error:.3e} > bound {v.bound:.3e} ({rule}; see parity/tolerance.py)\n"
+        f"  {_describe_spec(spec)}\n"
+        f"  reproduce: python -m parity --replay '{spec.to_json()}'"
+    )
+
+
+def _compare_keys(name: str, side: str, spec: CaseSpec, ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    missing = sorted(set(theirs) - set(ours))
+    extra = sorted(k for k in set(ours) - set(theirs) if not k.startswith("step["))
+    if missing or extra:
+        raise ParityError(
+            f"Parity failure: {name} vs torch ({side} path), {spec.dtype}: state differs in kind: "
+            f"missing {missing}, extra {extra}\n  {_describe_spec(spec)}\n"
+            f"  reproduce: python -m parity --replay '{spec.to_json()}'"
+        )
+
+
+def _supports_fused(torch_class: type) -> bool:
+    p = torch.zeros(1, requires_grad=True)
+    try:
+        torch_class([p], fused=True)
+    except (TypeError, RuntimeError, ValueError):
+        return False
+    return True
+
+
+def run_case(
+    spec: CaseSpec,
+    factory: Callable[..., Any],
+    torch_class: type,
+    *,
+    name: str,
+    buffers: tuple[str, ...] = ALL_BUFFERS,
+    fused: bool = True,
+    torch_has_step: bool = True,
+    stats: Stats | None = None,
+) -> dict[str, list[tolerance.Comparison]]:
+    """Run one case on every side, compare every array after every step; raise ParityError."""
+    case = build_case(spec)
+    ours = run_numpy(case, factory, spec.dtype, buffers)
+    sides = {"default": run_torch(case, torch_class, spec.dtype, buffers, has_step=torch_has_step)}
+    if fused:
+        sides["fused"] = run_torch(case, torch_class, spec.dtype, buffers, fused=True, has_step=torch_has_step)
+    probe = run_torch(perturbed(case, spec.dtype), torch_class, spec.dtype, buffers, has_step=torch_has_step)
+    reference = None
+    if spec.dtype == "float32":
+        reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step)
+    results: dict[str, list[tolerance.Comparison]] = {}
+    for side, theirs in sides.items():
+        _compare_keys(name, side, spec, ours, theirs)
+        comparisons = []
+        for key in sorted(theirs):
+            initial = _initial_scale(case, key)
+            spread = tolerance.divergence(sides["default"][key], probe[key])
+            if fused:
+                spread = np.maximum(spread, tolerance.divergence(sides["default"][key], sides["fused"][key]))
+            if reference is not None:
+                comparisons.append(
+                    tolerance.compare_float32(key, ours[key], theirs[key], reference[key], spread, initial)
+                )
+            else:
+                comparisons.append(tolerance.compare_float64(key, ours[key], theirs[key], spread, initial))
+        if stats is not None:
+            stats.add((name, spec.dtype, side), spec.steps, comparisons, _json_spec(spec))
+        for c in comparisons:
+            if c.violation is not None:
+                raise ParityError(_failure_message(name, side, spec, c.violation))
+        results[side] = comparisons
+    return results
+
+
+def _initial_scale(case: Any, key: str) -> float:
+    """The parameter's starting max |value| for "params[i]" (buffers start at zero)."""
+    if not key.startswith("params["):
+        return 0.0
+    x0 = case.x0[int(key[len("params["):-1])]
+    return float(np.abs(x0).max(initial=0.0))
+
+
+def _json_spec(spec: CaseSpec) -> dict[str, Any]:
+    import json
+
+    return json.loads(spec.to_json())
+
+
+def check(
+    optimizer_factory: Callable[..., Any],
+    torch_optimizer_class: type,
+    *,
+    name: str | None = None,
+    hyperparameters: st.SearchStrategy[dict[str, Any]] | None = None,
+    buffers: tuple[str, ...] = ALL_BUFFERS,
+    dtypes: tuple[str, ...] = DTYPES,
+    fused: bool | None = None,
+    torch_has_step: bool | None = None,
+    max_examples: int | None = None,
+    max_steps: int = 300,
+    closed_loop: bool = True,
+    stats: Stats | None = None,
+) -> Stats:
+    """Property-test an optimizer written to the numpy_optim interface against torch.
+
+    Parameters
+    ----------
+    optimizer_factory : callable
+        ``optimizer_factory(entries, **hyperparameters)`` returns an object with ``step()``
+        (and, to compare buffers, ``state[i][buffer_name]`` as numpy_optim keeps it).
+    torch_optimizer_class : type
+        The torch.optim class it should track, built as ``cls(groups, **hyperparameters)``.
+    hyperparameters : hypothesis strategy of dict, optional
+        What to draw; defaults to the registry's strategy when ``name`` is a registry pair
+        ("SGD", "Adam", "AdamW"). A fixed dict may be given as ``st.just({...})``.
+    fused : bool, optional
+        Also compare with ``fused=True``; by default, whenever torch supports it.
+    max_examples : int, optional
+        Overrides the loaded Hypothesis profile's number of cases.
+
+    Returns
+    -------
+    Stats
+        Cases, steps and worst errors per dtype and torch side.
+
+    Raises
+    ------
+    ParityError
+        With the shrunk failing case: the pair, hyperparameters, dtype, step, array, index,
+        ours vs torch, the bound, and a ``python -m parity --replay`` command.
+    """
+    name = name or getattr(optimizer_factory, "__name__", "optimizer")
+    if hyperparameters is None:
+        if name not in HYPERPARAMETERS:
+            raise ValueError(f"no default hyperparameter strategy for {name!r}; pass hyperparameters=")
+        hyperparameters = HYPERPARAMETERS[name]
+    if fused is None:
+        fused = _supports_fused(torch_optimizer_class)
+    if torch_has_step is None:
+        torch_has_step = "Adam" in torch_optimizer_class.__name__
+    stats = stats if stats is not None else Stats()
+    chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
+
+    @chosen
+    @given(spec=case_specs(name, hyperparameters, dtypes, max_steps, closed_loop))
+    def property_(spec: CaseSpec) -> None:
+        run_case(spec, optimizer_factory, torch_optimizer_class, name=name, buffers=buffers, fused=fused,
+                 torch_has_step=torch_has_step, stats=stats)
+
+    property_()
+    return stats
+
+
+def check_pair(pair: str, *, stats: Stats | None = None, **kwargs: Any) -> Stats:
+    """:func:`check` on a registry pair ("SGD", "Adam", "AdamW")."""
+    p = OPTIMIZERS[pair]
+    return check(p.ours, p.theirs, name=p.name, buffers=p.buffers, fused=p.fused,
+                 torch_has_step=p.torch_has_step, stats=stats, **kwargs)
+
+
+def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int | None = None) -> Stats:
+    """Property-test a registry scheduler pair: our ``get_lr(t)`` against torch's lr after t steps."""
+    p = SCHEDULERS[pair]
+    stats = stats if stats is not None else Stats()
+    chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
+
+    @chosen
+    @given(kwargs=scheduler_kwargs(pair))
+    def property_(kwargs: dict[str, Any]) -> None:
+        compare_schedule(pair, kwargs, stats)
+
+    property_()
+    return stats
+
+
+def scheduler_kwargs(pair: str) -> st.SearchStrategy[dict[str, Any]]:
+    peak = st.floats(-5, 0).map(lambda e: 10.0**e)
+    fraction = st.one_of(st.just(0.0), st.floats(0.0, 1.0))
+    if pair == "StepDecayScheduler":
+        return st.fixed_dictionaries({
+            "initial_lr": peak,
+            "decay_factor": st.one_of(st.sampled_from([0.1, 0.5, 0.9]), st.floats(0.0, 1.0)),
+            "step_size": st.integers(1, 50),
+        })
+
+    @st.composite
+    def cosine(draw: st.DrawFn) -> dict[str, Any]:
+        max_lr = draw(peak, label="max_lr")
+        kwargs = {"max_lr": max_lr, "min_lr": max_lr * draw(fraction, label="min fraction"),
+                  "total_steps": draw(st.integers(1, 1000), label="total_steps")}
+        if pair == "WarmupCosineScheduler":
+            kwargs["warmup_steps"] = draw(st.integers(0, kwargs["total_steps"] - 1), label="warmup_steps")
+        return kwargs
+
+    return cosine()
+
+
+def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = None) -> float:
+    """Compare one schedule with torch over its horizon; return the worst error / bound."""
+    import warnings
+
+    p = SCHEDULERS[pair]
+    ours = p.ours(**kwargs)
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=ours.reference_lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about scheduler.step() before optimizer.step()
+        scheduler = p.torch_factory(optimizer, **kwargs)
+        worst_ratio, worst_error = 0.0, 0.0
+        for t in range(p.horizon(ours) + 1):
+            theirs, mine = optimizer.param_groups[0]["lr"], ours.get_lr(t)
+            bound = tolerance.schedule_bound(t, ours.reference_lr)
+            error = abs(mine - theirs)
+            worst_error = max(worst_error, error)
+            worst_ratio = max(worst_ratio, error / bound if bound else (math.inf if error else 0.0))
+            if error > bound:
+                raise ParityError(
+                    f"Parity failure: {pair} vs torch: lr at step {t}: ours={mine!r}, torch={theirs!r}, "
+                    f"error {error:.3e} > bound {bound:.3e}\n  kwargs {kwargs}\n"
+                    f"  reproduce: python -m parity --replay-schedule {pair} '{__import__('json').dumps(kwargs)}'"
+                )
+            optimizer.step()
+            scheduler.step()
+    if stats is not None:
+        side = stats.sides.setdefault((pair, "float64", "schedule"), SideStats())
+        side.cases += 1
+        side.steps += p.horizon(ours) + 1
+        side.worst_error = max(side.worst_error, worst_error)
+        if worst_ratio >= side.worst_ratio:
+            side.worst_ratio, side.worst_case = worst_ratio, dict(kwargs)
+    return worst_ratio

@@ -1,0 +1,126 @@
+"""Which numpy_optim class pairs with which torch class: data only.
+
+Hyperparameter names are the same on both sides (numpy_optim uses torch's names), so one
+kwargs dict drives both; ``translate`` lists the rare renamings (none today). Documented
+differences between the constructors' defaults are listed in ``default_differences`` and
+checked by a meta-test; any other difference in names or defaults fails it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import numpy_optim
+
+
+@dataclass(frozen=True)
+class OptimizerPair:
+    """A numpy_optim optimizer and its torch.optim counterpart."""
+
+    name: str
+    ours: type
+    theirs: type
+    #: Hyperparameters the parity strategies draw for this pair (names shared by both sides).
+    hyperparameters: tuple[str, ...]
+    #: Buffers compared after every step (torch's names).
+    buffers: tuple[str, ...]
+    #: Whether torch keeps a per-parameter "step" in its state (compared with ours).
+    torch_has_step: bool
+    #: Whether torch supports ``fused=True`` on the CPU for this class.
+    fused: bool
+    #: {name: (ours, torch)}: defaults that differ on purpose.
+    default_differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: {our name: torch name}: renamed hyperparameters (none today).
+    translate: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedulerPair:
+    """A numpy_optim scheduler and a function building the torch scheduler that reproduces it.
+
+    ``torch_factory(torch_optimizer, **our_kwargs)`` returns a torch LR scheduler whose
+    learning rate after ``t`` calls of ``scheduler.step()`` equals our ``get_lr(t)``; the
+    torch optimizer must be built with ``lr = ours.reference_lr``.
+    """
+
+    name: str
+    ours: type
+    torch_factory: Callable[..., Any]
+    #: Steps for which the pair is expected to agree ("within total_steps" for cosine).
+    horizon: Callable[[Any], int]
+
+
+def _step_lr(optimizer: Any, *, initial_lr: float, decay_factor: float, step_size: int) -> Any:
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=decay_factor)
+
+
+def _cosine_lr(optimizer: Any, *, max_lr: float, min_lr: float, total_steps: int) -> Any:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=min_lr)
+
+
+def _warmup_cosine_lr(optimizer: Any, *, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> Any:
+    """SequentialLR: a LambdaLR warmup t / warmup_steps (torch's LinearLR cannot start from 0),
+    then CosineAnnealingLR over the remaining total_steps - warmup_steps."""
+    scheduler = torch.optim.lr_scheduler
+    cosine = scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps, eta_min=min_lr)
+    if warmup_steps == 0:
+        return cosine
+    warmup = scheduler.LambdaLR(optimizer, lambda t: t / warmup_steps)
+    return scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+OPTIMIZERS: dict[str, OptimizerPair] = {
+    "SGD": OptimizerPair(
+        name="SGD",
+        ours=numpy_optim.SGD,
+        theirs=torch.optim.SGD,
+        hyperparameters=("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"),
+        buffers=("momentum_buffer",),
+        torch_has_step=False,
+        fused=True,
+        default_differences={"lr": (0.01, 0.001)},  # the specification's default lr is 0.01
+    ),
+    "Adam": OptimizerPair(
+        name="Adam",
+        ours=numpy_optim.Adam,
+        theirs=torch.optim.Adam,
+        hyperparameters=("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"),
+        buffers=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+        torch_has_step=True,
+        fused=True,
+    ),
+    "AdamW": OptimizerPair(
+        name="AdamW",
+        ours=numpy_optim.AdamW,
+        theirs=torch.optim.AdamW,
+        hyperparameters=("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"),
+        buffers=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+        torch_has_step=True,
+        fused=True,
+    ),
+}
+
+SCHEDULERS: dict[str, SchedulerPair] = {
+    "StepDecayScheduler": SchedulerPair(
+        name="StepDecayScheduler",
+        ours=numpy_optim.StepDecayScheduler,
+        torch_factory=_step_lr,
+        horizon=lambda s: 10 * s.step_size,
+    ),
+    "CosineScheduler": SchedulerPair(
+        name="CosineScheduler",
+        ours=numpy_optim.CosineScheduler,
+        torch_factory=_cosine_lr,
+        horizon=lambda s: s.total_steps,  # past total_steps torch's cosine rises again; ours stays at min_lr
+    ),
+    "WarmupCosineScheduler": SchedulerPair(
+        name="WarmupCosineScheduler",
+        ours=numpy_optim.WarmupCosineScheduler,
+        torch_factory=_warmup_cosine_lr,
+        horizon=lambda s: s.total_steps,
+    ),
+}

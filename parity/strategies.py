@@ -1,0 +1,192 @@
+"""Hypothesis strategies: dtypes, shapes, gradients, hyperparameters, schedules, whole cases.
+
+A drawn case is a :class:`CaseSpec`: plain JSON-able data (a seed, not arrays), so a
+failing case can be printed and replayed exactly with ``python -m parity --replay``.
+Arrays are made from the spec by :func:`parity.trajectories.build_case`.
+
+Every draw is labelled (``data.draw(..., label=...)``) so Hypothesis's report of a
+failing example names each part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hypothesis import assume
+from hypothesis import strategies as st
+
+#: Gradient kinds per entry: typical, exact zeros, tiny (1e-10), large (1e6), magnitudes
+#: mixed element by element from 1e-10 to 1e6, and sparse (mostly zeros).
+GRADIENT_KINDS = ("normal", "zeros", "tiny", "large", "mixed", "sparse")
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class CaseSpec:
+    """One parity case as plain data."""
+
+    pair: str
+    dtype: str
+    hyperparameters: dict[str, Any]
+    overrides: list[dict[str, Any]]
+    shapes: list[tuple[int, ...]]
+    gradient_kinds: list[str]
+    steps: int
+    seed: int
+    closed_loop: bool = False
+    #: {"name": "StepDecayScheduler" | "CosineScheduler" | "WarmupCosineScheduler", "kwargs": {...}}
+    schedule: dict[str, Any] | None = None
+    init_scale: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseSpec:
+        data = json.loads(text)
+        data["shapes"] = [tuple(s) for s in data["shapes"]]
+        if "betas" in data["hyperparameters"]:
+            data["hyperparameters"]["betas"] = tuple(data["hyperparameters"]["betas"])
+        for o in data["overrides"]:
+            if "betas" in o:
+                o["betas"] = tuple(o["betas"])
+        return cls(**data)
+
+
+# ----- shapes -------------------------------------------------------------------------
+
+dims = st.integers(1, 6)
+shape = st.one_of(
+    st.just(()),                                  # 0-d
+    st.just((1,)),
+    st.tuples(st.integers(1, 17)),                # vectors (17 > 8: a fused vector body plus a tail)
+    st.tuples(dims, dims),                        # matrices
+    st.tuples(dims, dims, st.integers(1, 4)),     # 3-d
+)
+shapes = st.lists(shape, min_size=1, max_size=4)
+
+# ----- hyperparameters ----------------------------------------------------------------
+
+lr = st.one_of(st.just(0.0), st.floats(-5, 0).map(lambda e: 10.0**e))
+weight_decay = st.one_of(st.just(0.0), st.floats(0.0, 1.0))
+beta = st.one_of(
+    st.just(0.0),
+    st.floats(1e-6, 1e-2),                                  # near 0
+    st.floats(0.0, 1.0, exclude_max=True),                  # anywhere
+    st.integers(1, 8).map(lambda k: 1.0 - 10.0**-k),        # near 1: 0.9 ... 1 - 1e-8
+    st.sampled_from([0.9, 0.99, 0.999]),                    # the usual ones
+)
+eps = st.floats(-12, -3).map(lambda e: 10.0**e)
+momentum = st.one_of(st.just(0.0), st.floats(0.0, 0.99), st.sampled_from([0.5, 0.9, 0.99]))
+dampening = st.one_of(st.just(0.0), st.floats(0.0, 1.0))
+
+
+@st.composite
+def sgd_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    hyper = {
+        "lr": draw(lr, label="lr"),
+        "momentum": draw(momentum, label="momentum"),
+        "dampening": draw(dampening, label="dampening"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+    can_nesterov = hyper["momentum"] > 0 and hyper["dampening"] == 0
+    hyper["nesterov"] = draw(st.booleans(), label="nesterov") if can_nesterov else False
+    return hyper
+
+
+@st.composite
+def adam_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        "betas": (draw(beta, label="beta1"), draw(beta, label="beta2")),
+        "eps": draw(eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "amsgrad": draw(st.booleans(), label="amsgrad"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+HYPERPARAMETERS = {"SGD": sgd_hyperparameters(), "Adam": adam_hyperparameters(), "AdamW": adam_hyperparameters()}
+
+
+def valid_combination(pair: str, hyper: dict[str, Any]) -> bool:
+    """torch's cross-parameter rule: Nesterov needs momentum > 0 and dampening == 0."""
+    if pair == "SGD" and hyper.get("nesterov"):
+        return hyper["momentum"] > 0 and hyper["dampening"] == 0
+    return True
+
+
+@st.composite
+def overrides_for(draw: st.DrawFn, pair: str, defaults: dict[str, Any], count: int,
+                  hyperparameters: st.SearchStrategy[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-entry overrides: most entries none, some a few keys (e.g. weight_decay=0 on a bias)."""
+    result = []
+    for index in range(count):
+        if not draw(st.booleans(), label=f"entry {index} overrides?"):
+            result.append({})
+            continue
+        other = draw(hyperparameters, label=f"entry {index} hyperparameters")
+        keys = draw(st.sets(st.sampled_from(sorted(other)), min_size=1, max_size=3), label=f"entry {index} keys")
+        chosen = {k: other[k] for k in sorted(keys)}
+        assume(valid_combination(pair, {**defaults, **chosen}))
+        result.append(chosen)
+    return result
+
+
+@st.composite
+def schedules(draw: st.DrawFn, base_lr: float, steps: int) -> dict[str, Any] | None:
+    """A scheduler changing the lr mid-run (its peak/initial lr is the optimizer's lr)."""
+    if base_lr == 0.0 or not draw(st.booleans(), label="schedule?"):
+        return None
+    name = draw(st.sampled_from(["StepDecayScheduler", "CosineScheduler", "WarmupCosineScheduler"]), label="schedule")
+    total = draw(st.integers(1, max(1, steps)), label="schedule total_steps")
+    if name == "StepDecayScheduler":
+        kwargs = {"initial_lr": base_lr, "decay_factor": draw(st.floats(0.0, 1.0), label="decay_factor"),
+                  "step_size": draw(st.integers(1, max(1, steps // 2 + 1)), label="step_size")}
+    elif name == "CosineScheduler":
+        kwargs = {"max_lr": base_lr, "min_lr": base_lr * draw(st.floats(0.0, 1.0), label="min fraction"),
+                  "total_steps": total}
+    else:
+        kwargs = {"max_lr": base_lr, "min_lr": base_lr * draw(st.floats(0.0, 1.0), label="min fraction"),
+                  "warmup_steps": draw(st.integers(0, total - 1), label="warmup_steps"), "total_steps": total}
+    return {"name": name, "kwargs": kwargs}
+
+
+#: Run lengths: mostly short, sometimes a few hundred steps.
+step_counts = st.one_of(st.integers(1, 12), st.integers(13, 60), st.integers(61, 300))
+
+
+@st.composite
+def case_specs(
+    draw: st.DrawFn,
+    pair: str,
+    hyperparameters: st.SearchStrategy[dict[str, Any]] | None = None,
+    dtypes: tuple[str, ...] = DTYPES,
+    max_steps: int = 300,
+    closed_loop: bool = True,
+) -> CaseSpec:
+    """A whole case for ``pair`` (a registry name, or any label for user-supplied pairs)."""
+    hyperparameters = hyperparameters if hyperparameters is not None else HYPERPARAMETERS[pair]
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
+    hyper = draw(hyperparameters, label="hyperparameters")
+    entry_shapes = draw(shapes, label="shapes")
+    steps = min(draw(step_counts, label="steps"), max_steps)
+    closed = closed_loop and draw(st.booleans(), label="closed loop?")
+    kinds = [draw(st.sampled_from(GRADIENT_KINDS), label=f"entry {i} gradient kind") for i in range(len(entry_shapes))]
+    return CaseSpec(
+        pair=pair,
+        dtype=dtype,
+        hyperparameters=hyper,
+        overrides=draw(overrides_for(pair, hyper, len(entry_shapes), hyperparameters), label="overrides"),
+        shapes=entry_shapes,
+        gradient_kinds=kinds,
+        steps=steps,
+        seed=draw(st.integers(0, 2**32 - 1), label="seed"),
+        closed_loop=closed,
+        schedule=draw(schedules(hyper.get("lr", 0.0), steps), label="schedule"),
+        init_scale=draw(st.sampled_from([1.0, 1e-3, 1e3]), label="init scale"),
+    )

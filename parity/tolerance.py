@@ -1,0 +1,181 @@
+r"""The tolerance model: when does a numpy_optim trajectory "agree" with torch's?
+
+Every recorded array (a parameter or a state buffer of one entry) is compared after
+every step ``t = 1, 2, ...`` of a free-running trajectory (no re-synchronisation: errors
+accumulate as they would in training). Errors are maximum absolute differences over the
+array's elements; "running" means the maximum over steps ``1..t``; ``scale_t`` is the
+running maximum of ``|value|`` over the array, starting from the parameter's initial
+value, so an error is judged against the size the values have had (a parameter that a
+step brings near zero by cancellation keeps the absolute rounding error of its inputs).
+
+**float64: a few ulp per step.** Against torch's float64 run (default path, and fused)::
+
+    |ours_t - torch_t| <= max(ULPS64 * eps64 * t * scale_t,  SENSITIVITY * D_t)
+
+``D_t`` is torch's own spread: the running divergence between torch's default run and
+(a) its fused run, which rounds differently, and (b) a probe run whose starting values
+are moved by one ulp (``trajectories.perturbed``). It matters only where the dynamics
+amplify rounding differences; elsewhere it is about one ulp and the ulp term decides.
+
+**float32: no less accurate than torch's own float32 run.** Let ``ref`` be torch's
+float64 run on the same (float32-representable) inputs. Our float32 error against it may
+exceed torch's float32 error against it by at most a small factor::
+
+    E_ours(t) <= FACTOR32 * max(E_torch(t), D_t) + FLOOR32 * eps32 * t * scale_t
+
+with ``E`` the running error against ``ref`` and ``D_t`` torch's float32 spread as
+above (equally valid float32 runs are this far apart, so ours cannot be asked to be
+closer to either). The floor covers steps on which
+torch's float32 run happens to be exact (its error is 0) while ours is one rounding away.
+The rule is applied with torch's default and with its fused float32 run as ``torch``.
+
+**Where torch disagrees with itself, nothing is judged.** Some valid configurations are
+chaotic: with ``beta2 = 0`` the Adam step is ``lr * g / |g|``, and with an L2 term or a
+closed loop a one-ulp difference doubles every few steps. Once torch's spread ``D_t``
+exceeds ``CHAOS_ULPS`` ulp per step (relative to the scale), the remaining steps of that
+array are counted as *not judged* (the report shows how many) rather than compared:
+torch's own answer there depends on the last bit of its inputs, so there is no single
+answer left to match. Before that point every step is judged with the bounds above.
+
+Non-finite values must agree exactly: the same positions, the same infinities.
+
+No bound here is ever widened to make a failing case pass: a failure is a difference to
+explain and fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ULPS64 = 4.0          # ulp of float64 per step, relative to the values' running scale
+SENSITIVITY = 4.0     # multiple of torch's default-vs-fused divergence allowed
+FACTOR32 = 2.0        # our float32 error may be at most twice torch's own float32 error...
+FLOOR32 = 2.0         # ...plus 2 ulp of float32 per step, relative to the running scale
+CHAOS_ULPS = 64.0     # torch's two paths further apart than this per step: stop judging
+
+EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+
+
+@dataclass
+class Violation:
+    """The first step at which a recorded array leaves its bound."""
+
+    name: str           # e.g. "params[1]"
+    step: int           # 1-based
+    index: tuple[int, ...]
+    ours: float
+    theirs: float
+    reference: float | None
+    error: float
+    bound: float
+
+
+@dataclass
+class Comparison:
+    """Result of comparing one recorded array over a whole trajectory."""
+
+    name: str
+    steps: int                  # steps judged
+    unjudged: int               # steps not judged (torch's own paths disagree)
+    worst_error: float
+    worst_ratio: float          # max over judged steps of error / bound (<= 1 passes)
+    violation: Violation | None
+
+
+def _running_max(values: np.ndarray) -> np.ndarray:
+    return np.maximum.accumulate(values) if values.size else values
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(a), a, 0.0).astype(np.float64)
+
+
+def divergence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-step max |a - b| over elements finite in both (stacked over steps)."""
+    both = np.isfinite(a) & np.isfinite(b)
+    diff = np.abs(np.where(both, a, 0.0).astype(np.float64) - np.where(both, b, 0.0)).reshape(len(a), -1)
+    return diff.max(axis=1) if diff.shape[1] else np.zeros(len(a))
+
+
+def _scale(values: np.ndarray, initial: float) -> np.ndarray:
+    per_step = np.abs(_finite(values)).reshape(len(values), -1).max(axis=1, initial=0.0)
+    return _running_max(np.maximum(per_step, initial))
+
+
+def _nonfinite_violation(name: str, ours: np.ndarray, theirs: np.ndarray) -> Violation | None:
+    bad = ~np.isfinite(ours) | ~np.isfinite(theirs)
+    mismatch = bad & ~((ours == theirs) | (np.isnan(ours) & np.isnan(theirs)))
+    if not mismatch.any():
+        return None
+    where = tuple(int(i) for i in np.argwhere(mismatch)[0])
+    return Violation(name, where[0] + 1, where[1:], float(ours[where]), float(theirs[where]), None,
+                     float("inf"), 0.0)
+
+
+def _judge(name: str, ours: np.ndarray, theirs: np.ndarray, reference: np.ndarray | None,
+           error: np.ndarray, bound: np.ndarray, judged: np.ndarray) -> Comparison:
+    violation = _nonfinite_violation(name, ours, theirs)
+    over = np.nonzero(judged & (error > bound))[0]
+    if violation is None and len(over):
+        t = int(over[0])
+        target = reference if reference is not None else theirs
+        diff = np.abs(_finite(ours[t]) - _finite(target[t]))
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.ndim else ()
+        violation = Violation(
+            name, t + 1, index, float(ours[t][index]), float(theirs[t][index]),
+            None if reference is None else float(reference[t][index]), float(error[t]), float(bound[t]),
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
+    ratio = np.where(judged, ratio, 0.0)
+    return Comparison(name, int(judged.sum()), int((~judged).sum()),
+                      float(np.where(judged, error, 0.0).max(initial=0.0)), float(ratio.max(initial=0.0)), violation)
+
+
+def _judged(spread: np.ndarray | None, dtype: str, steps: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    if spread is None:
+        return np.ones(len(steps), dtype=bool)
+    return _running_max(spread) <= CHAOS_ULPS * EPS[dtype] * steps * scale
+
+
+def compare_float64(name: str, ours: np.ndarray, theirs: np.ndarray, spread: np.ndarray | None = None,
+                    initial: float = 0.0) -> Comparison:
+    """float64 rule: a few ulp per step, or a multiple of torch's own spread.
+
+    ``spread`` is torch's per-step spread (:func:`divergence` of its default run from its
+    fused and probe runs; None: judge every step with the ulp term alone);
+    ``initial`` the array's initial max |value| (the parameter's starting values; 0 for buffers).
+    """
+    steps = np.arange(1, len(ours) + 1)
+    scale = _scale(theirs, initial)
+    error = divergence(ours, theirs)
+    bound = ULPS64 * EPS["float64"] * steps * scale
+    if spread is not None:
+        bound = np.maximum(bound, SENSITIVITY * _running_max(spread))
+    return _judge(name, ours, theirs, None, error, bound, _judged(spread, "float64", steps, scale))
+
+
+def compare_float32(name: str, ours: np.ndarray, theirs: np.ndarray, reference: np.ndarray,
+                    spread: np.ndarray | None = None, initial: float = 0.0) -> Comparison:
+    """float32 rule: our running error against the float64 reference is at most FACTOR32
+    times the larger of torch's float32 running error and its paths' spread, plus a floor."""
+    steps = np.arange(1, len(ours) + 1)
+    scale = _scale(reference, initial)
+    ours_error = _running_max(divergence(ours, reference))
+    torch_error = _running_max(divergence(theirs, reference))
+    if spread is not None:
+        torch_error = np.maximum(torch_error, _running_max(spread))
+    bound = FACTOR32 * torch_error + FLOOR32 * EPS["float32"] * steps * scale
+    return _judge(name, ours, theirs, reference, ours_error, bound, _judged(spread, "float32", steps, scale))
+
+
+#: Learning-rate schedules: torch steps its schedulers recursively (lr_t from lr_{t-1}),
+#: numpy_optim uses the closed form, so they part by rounding that grows with t.
+SCHEDULE_ULPS = 4.0
+
+
+def schedule_bound(step: int, peak_lr: float) -> float:
+    """``SCHEDULE_ULPS * eps64 * (step + 1) * peak_lr``: the closed-vs-recursive allowance."""
+    return SCHEDULE_ULPS * EPS["float64"] * (step + 1) * peak_lr

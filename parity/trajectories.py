@@ -1,0 +1,167 @@
+"""Run both sides of a parity case on the same inputs and record everything, every step.
+
+* Open loop: one recorded gradient sequence (made from the case's seed) is fed to both
+  sides, so any difference comes from the optimizers alone.
+* Closed loop: each side computes its gradients from its own parameters on a test
+  problem (a separable quadratic ``f(x) = sum(c * (x - target)**2) / 2`` per entry, with
+  curvatures ``c`` in [0.1, 1]), so differences feed back as they would in training.
+
+A :class:`Trajectory` maps names such as ``"params[0]"``, ``"exp_avg[2]"`` and
+``"step[1]"`` to an array stacked over steps (row ``t`` is the value after step ``t + 1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import numpy_optim
+
+from .strategies import CaseSpec
+
+Trajectory = dict[str, np.ndarray]
+
+_KIND_SCALE = {"normal": 1.0, "zeros": 0.0, "tiny": 1e-10, "large": 1e6}
+
+
+@dataclass
+class Case:
+    """A :class:`CaseSpec` made concrete: float64 starting values, gradients or a problem."""
+
+    spec: CaseSpec
+    x0: list[np.ndarray]                       # float64; exactly representable in spec.dtype
+    gradients: list[list[np.ndarray]] | None   # open loop: [step][entry], float64 values
+    curvature: list[np.ndarray]                # closed loop: the quadratic's c per entry
+    target: list[np.ndarray]                   # closed loop: the quadratic's minimizer per entry
+
+
+def _gradient(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    values = rng.standard_normal(shape)
+    if kind == "mixed":
+        return values * 10.0 ** rng.choice([-10, -3, 0, 3, 6], size=shape)
+    if kind == "sparse":
+        return values * (rng.random(shape) < 0.2)
+    return values * _KIND_SCALE[kind]
+
+
+def build_case(spec: CaseSpec) -> Case:
+    """Make the arrays of a case from its spec (deterministic in ``spec.seed``)."""
+    rng = np.random.default_rng(spec.seed)
+    dtype = np.dtype(spec.dtype)
+
+    def representable(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, dtype=dtype).astype(np.float64)
+
+    x0 = [representable(spec.init_scale * rng.standard_normal(s)) for s in spec.shapes]
+    curvature = [rng.uniform(0.1, 1.0, size=s) for s in spec.shapes]
+    target = [rng.standard_normal(s) for s in spec.shapes]
+    gradients = None
+    if not spec.closed_loop:
+        gradients = [
+            [representable(_gradient(rng, kind, s)) for kind, s in zip(spec.gradient_kinds, spec.shapes)]
+            for _ in range(spec.steps)
+        ]
+    return Case(spec, x0, gradients, curvature, target)
+
+
+def closed_loop_gradient(case: Case, index: int, x: np.ndarray) -> np.ndarray:
+    """The quadratic's gradient ``c * (x - target)``, computed in ``x``'s dtype.
+
+    An entry that maximizes gets the gradient of ``-f`` instead, so that it too converges.
+    """
+    c = case.curvature[index].astype(x.dtype)
+    sign = -1 if {**case.spec.hyperparameters, **case.spec.overrides[index]}.get("maximize") else 1
+    return sign * c * (x - case.target[index].astype(x.dtype))
+
+
+def make_scheduler(spec: CaseSpec) -> numpy_optim.LRScheduler | None:
+    if spec.schedule is None:
+        return None
+    return getattr(numpy_optim, spec.schedule["name"])(**spec.schedule["kwargs"])
+
+
+OptimizerFactory = Callable[..., Any]
+
+
+def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[str, ...]) -> Trajectory:
+    """Run the numpy_optim side (``factory(entries, **hyperparameters)``) in ``dtype``."""
+    spec = case.spec
+    params = [x.astype(dtype) for x in case.x0]
+    entries = [{"params": p, "grad": np.zeros_like(p), **o} for p, o in zip(params, spec.overrides)]
+    optimizer = factory(entries, **spec.hyperparameters)
+    scheduler = make_scheduler(spec)
+    record: dict[str, list[np.ndarray]] = {}
+    for t in range(spec.steps):
+        if scheduler is not None:
+            scheduler.step(optimizer, t)
+        for i, entry in enumerate(entries):
+            g = case.gradients[t][i] if case.gradients is not None else closed_loop_gradient(case, i, entry["params"])
+            entry["grad"][...] = g
+        with np.errstate(all="ignore"):  # a diverging case overflows silently, as torch does
+            optimizer.step()
+        for i, entry in enumerate(entries):
+            record.setdefault(f"params[{i}]", []).append(entry["params"].copy())
+            state = getattr(optimizer, "state", {})
+            for name in buffers:
+                if name in state.get(i, {}):
+                    record.setdefault(f"{name}[{i}]", []).append(np.array(state[i][name], copy=True))
+            if "step" in state:
+                record.setdefault(f"step[{i}]", []).append(np.array(float(state["step"])))
+    return {name: np.stack(values) for name, values in record.items()}
+
+
+def run_torch(
+    case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, fused: bool = False,
+    has_step: bool = True,
+) -> Trajectory:
+    """Run the torch side in ``dtype``: default CPU path, or ``fused=True``."""
+    spec = case.spec
+    tdtype = getattr(torch, dtype)
+    params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
+    groups = [{"params": [p], **o} for p, o in zip(params, spec.overrides)]
+    optimizer = torch_class(groups, **spec.hyperparameters, **({"fused": True} if fused else {}))
+    ours = make_scheduler(spec)
+    scheduler = None
+    if ours is not None:
+        # LambdaLR multiplies each group's initial lr by a factor, exactly how numpy_optim's
+        # schedulers treat entries carrying their own lr (schedulers.py).
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ours.get_lr(t) / ours.reference_lr)
+    record: dict[str, list[np.ndarray]] = {}
+    for t in range(spec.steps):
+        for i, p in enumerate(params):
+            if case.gradients is not None:
+                g = case.gradients[t][i].astype(dtype)
+            else:
+                g = closed_loop_gradient(case, i, p.detach().numpy())
+            p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        for i, p in enumerate(params):
+            record.setdefault(f"params[{i}]", []).append(p.detach().numpy().copy())
+            state = optimizer.state.get(p, {})
+            for name in buffers:
+                if name in state and state[name] is not None:
+                    record.setdefault(f"{name}[{i}]", []).append(state[name].detach().numpy().copy())
+            if has_step:
+                record.setdefault(f"step[{i}]", []).append(np.array(float(state["step"])))
+    return {name: np.stack(values) for name, values in record.items()}
+
+
+def perturbed(case: Case, dtype: str) -> Case:
+    """The same case with every starting value moved by about one ulp of its array's scale.
+
+    Running torch on it probes how strongly the case amplifies rounding differences (see
+    parity/tolerance.py: where torch's run and this probe part, nothing is judged).
+    """
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    x0 = []
+    for x in case.x0:
+        scale = float(np.abs(x).max(initial=0.0))
+        signs = np.where(np.arange(x.size).reshape(x.shape) % 2 == 0, 1.0, -1.0)
+        x0.append(np.asarray(x + eps * scale * signs, dtype=dtype).astype(np.float64))
+    return Case(case.spec, x0, case.gradients, case.curvature, case.target)
