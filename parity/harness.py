@@ -232,7 +232,8 @@ def check_pair(pair: str, *, stats: Stats | None = None, **kwargs: Any) -> Stats
 
 def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int | None = None) -> Stats:
     """Property-test a registry scheduler pair: our ``get_lr(t)`` against torch's lr after t steps."""
-    p = SCHEDULERS[pair]
+    if pair not in SCHEDULERS:
+        raise ValueError(f"Unknown scheduler pair: {pair!r}; expected one of {sorted(SCHEDULERS)}")
     stats = stats if stats is not None else Stats()
     chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
 

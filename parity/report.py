@@ -39,7 +39,9 @@ def to_json(stats: Stats, profile: str, seconds: float) -> dict[str, Any]:
 def _case_summary(case: dict[str, Any]) -> str:
     if "hyperparameters" not in case:
         return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in case.items())
-    hyper = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in case["hyperparameters"].items())
+    hyper = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in case["hyperparameters"].items()
+    )
     loop = "closed" if case["closed_loop"] else "open"
     return f"{case.get('array', '')}: {hyper}; {case['steps']} steps, {loop} loop"
 
