@@ -1,5 +1,6 @@
 """numpy_optim: NumPy optimizers that match torch.optim, updating parameters in place."""
 
+from . import mlp, problems, verification
 from .adam import Adam, AdamW, adam_update_
 from .optimizer import Optimizer
 from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
@@ -16,5 +17,8 @@ __all__ = [
     "WarmupCosineScheduler",
     "sgd_update_",
     "adam_update_",
+    "problems",
+    "verification",
+    "mlp",
 ]
 __version__ = "0.1.0"

@@ -160,7 +160,6 @@ class Optimizer:
         # Each entry's lr at construction: a scheduler scales entries that carry their own
         # lr by the same factor it applies to the optimizer's lr (see schedulers.py).
         self.initial_lrs: list[float] = [self._hyperparameters(i)["lr"] for i in range(len(entries))]
-        self.initial_lr: float = self.defaults["lr"]
 
     # ----- hyperparameters --------------------------------------------------------------
 
@@ -192,9 +191,9 @@ class Optimizer:
         """Entry ``index``'s effective hyperparameters: defaults overlaid by its overrides."""
         return self._resolve(self.param_groups[index], f"params[{index}]: ")
 
-    def _resolve(self, entry: Entry | None, where: str) -> dict[str, Any]:
+    def _resolve(self, entry: Entry | None, where: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         overrides = {k: v for k, v in (entry or {}).items() if k not in ("params", "grad")}
-        merged = {**self.defaults, **self._check_hyperparameters(where, overrides)}
+        merged = {**(self.defaults if defaults is None else defaults), **self._check_hyperparameters(where, overrides)}
         try:
             self._check_combination(merged)
         except (TypeError, ValueError) as error:
@@ -208,6 +207,9 @@ class Optimizer:
 
     def _check_entries(self, entries: list[Any]) -> list[dict[str, Any]]:
         """Validate every entry (arrays, overrides, buffers); return effective hyperparameters."""
+        # ``defaults`` is a public dict (a caller may set ``defaults["lr"]`` as in torch's
+        # ``param_groups[0]["lr"]``): re-check it too, so a bad value is refused up front.
+        defaults = self._check_hyperparameters("defaults: ", self.defaults)
         seen: dict[int, int] = {}
         resolved = []
         for index, entry in enumerate(entries):
@@ -225,7 +227,7 @@ class Optimizer:
             if id(param) in seen:
                 raise ValueError(f"{where}['params'] is the same array as params[{seen[id(param)]}]['params']")
             seen[id(param)] = index
-            hyper = self._resolve(entry, f"{where}: ")
+            hyper = self._resolve(entry, f"{where}: ", defaults)
             for name, buffer in self.state.get(index, {}).items():
                 if buffer.shape != param.shape or buffer.dtype != param.dtype:
                     raise ValueError(
@@ -277,13 +279,16 @@ class Optimizer:
         -------
         dict
             ``{"step": int, "defaults": {...}, "param_groups": [{overrides}, ...],
-            "state": [{buffer name: ndarray}, ...]}``: plain dicts, lists, ndarrays and
-            Python scalars (``betas`` as a list), one ``param_groups`` and one ``state``
-            item per entry.
+            "state": [{buffer name: ndarray}, ...], "initial_lrs": [float, ...]}``: plain
+            dicts, lists, ndarrays and Python scalars (``betas`` as a list), one
+            ``param_groups``, ``state`` and ``initial_lrs`` item per entry (``initial_lrs``
+            is what a scheduler scales an entry's own lr from).
         """
 
         def plain(value: Any) -> Any:
-            return list(value) if isinstance(value, tuple) else value
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            return value.item() if isinstance(value, np.generic) else value  # NumPy scalar -> Python
 
         return {
             "step": int(self.state["step"]),
@@ -296,6 +301,7 @@ class Optimizer:
                 {name: np.array(buf, copy=True) for name, buf in self.state.get(i, {}).items()}
                 for i in range(len(self.param_groups))
             ],
+            "initial_lrs": [float(lr) for lr in self.initial_lrs],
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -307,25 +313,37 @@ class Optimizer:
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        expected = {"step", "defaults", "param_groups", "state"}
+        expected = {"step", "defaults", "param_groups", "state", "initial_lrs"}
         if set(state_dict) != expected:
             raise ValueError(f"state_dict has keys {sorted(state_dict)}, expected {sorted(expected)}")
         step = state_dict["step"]
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"Invalid state_dict['step']: {step!r} (expected an int >= 0)")
+        if step < 0:
             raise ValueError(f"Invalid state_dict['step']: {step!r} (expected an int >= 0)")
         groups, buffers = state_dict["param_groups"], state_dict["state"]
-        for name, value in (("param_groups", groups), ("state", buffers)):
-            if not isinstance(value, (list, tuple)) or len(value) != len(self.param_groups):
+        initial_lrs = state_dict["initial_lrs"]
+        for name, value in (("param_groups", groups), ("state", buffers), ("initial_lrs", initial_lrs)):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"state_dict[{name!r}] must be a list, got {type(value).__name__}")
+            if len(value) != len(self.param_groups):
                 raise ValueError(
                     f"state_dict[{name!r}] must be a list with one item per entry "
                     f"({len(self.param_groups)}), got {value!r:.80}"
                 )
-        if not isinstance(state_dict["defaults"], Mapping) or set(state_dict["defaults"]) != set(self.defaults):
+        if not isinstance(state_dict["defaults"], Mapping):
+            raise TypeError(f"state_dict['defaults'] must be a dict, got {type(state_dict['defaults']).__name__}")
+        if set(state_dict["defaults"]) != set(self.defaults):
             raise ValueError(
                 f"state_dict['defaults'] must have the keys {sorted(self.defaults)}, "
                 f"got {state_dict['defaults']!r:.200}"
             )
         defaults = self._check_hyperparameters("state_dict['defaults']: ", dict(state_dict["defaults"]))
+        initial_lrs = [check_nonnegative(f"state_dict['initial_lrs'][{i}]", lr) for i, lr in enumerate(initial_lrs)]
+        try:
+            self._check_combination(defaults)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"state_dict['defaults']: {error}") from None
         new_state: dict[Any, Any] = {"step": int(step)}
         new_overrides = []
         for index, (overrides, saved) in enumerate(zip(groups, buffers)):
@@ -365,3 +383,4 @@ class Optimizer:
                 del entry[key]
             entry.update(overrides)
         self.state = new_state
+        self.initial_lrs = initial_lrs

@@ -16,8 +16,8 @@ Choices where the specification is silent:
   two agree.
 * :meth:`LRScheduler.step` sets the optimizer-wide rate (``optimizer.lr``). An entry that
   carries its own ``"lr"`` is scaled by the same factor, relative to its rate when the
-  optimizer was built: ``entry lr = initial entry lr * get_lr(t) / get_lr(0)``-style,
-  precisely ``initial_entry_lr * get_lr(t) / reference_lr`` with ``reference_lr`` the
+  optimizer was built (``optimizer.initial_lrs``, saved in state dicts):
+  ``entry lr = initial entry lr * get_lr(t) / reference_lr`` with ``reference_lr`` the
   schedule's ``initial_lr`` or ``max_lr``. This is what torch's ``LambdaLR`` does to each
   parameter group (a multiplier on the group's base rate).
 """
@@ -93,6 +93,10 @@ class StepDecayScheduler(LRScheduler):
 
 def _cosine(max_lr: float, min_lr: float, fraction: float) -> float:
     r""":math:`\alpha_{\min} + \tfrac12 (\alpha_{\max} - \alpha_{\min})(1 + \cos(\pi f))`."""
+    if fraction == 0:
+        # exactly max_lr at the start: min + (max - min) can round away from max (e.g. max 6.827727701296745,
+        # min 0.375 * max), and the schedule must start (and the warmup end) at max_lr itself.
+        return max_lr
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * fraction))
 
 
