@@ -1,8 +1,8 @@
-"""Sessions: `nox -s tests` (the whole suite) and `nox -s lint`."""
+"""Sessions: `nox -s parity` (the main job), `nox -s tests` (the whole suite) and `nox -s lint`."""
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["parity", "tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"  # the reference torch; a CPU build, pinned (a newer one pulls CUDA)
@@ -14,6 +14,14 @@ def tests(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Run the torch.optim parity harness (profile "parity") and write reports/parity.md and .json."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "parity", "--profile", "parity", "--out", "reports", *session.posargs)
 
 
 @nox.session

@@ -116,7 +116,8 @@ def run_case(
     sides = {"default": run_torch(case, torch_class, spec.dtype, buffers, has_step=torch_has_step)}
     if fused:
         sides["fused"] = run_torch(case, torch_class, spec.dtype, buffers, fused=True, has_step=torch_has_step)
-    probe = run_torch(perturbed(case, spec.dtype), torch_class, spec.dtype, buffers, has_step=torch_has_step)
+    probe = run_torch(perturbed(case, spec.dtype), torch_class, spec.dtype, buffers, has_step=torch_has_step,
+                      nudged=True)
     reference = None
     if spec.dtype == "float32":
         reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step)
@@ -130,8 +131,9 @@ def run_case(
             if fused:
                 spread = np.maximum(spread, tolerance.divergence(sides["default"][key], sides["fused"][key]))
             if reference is not None:
+                others = tuple(run[key] for s, run in sides.items() if s != side) + (probe[key],)
                 comparisons.append(
-                    tolerance.compare_float32(key, ours[key], theirs[key], reference[key], spread, initial)
+                    tolerance.compare_float32(key, ours[key], theirs[key], reference[key], spread, initial, others)
                 )
             else:
                 comparisons.append(tolerance.compare_float64(key, ours[key], theirs[key], spread, initial))

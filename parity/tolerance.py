@@ -14,20 +14,25 @@ step brings near zero by cancellation keeps the absolute rounding error of its i
 
 ``D_t`` is torch's own spread: the running divergence between torch's default run and
 (a) its fused run, which rounds differently, and (b) a probe run whose starting values
-are moved by one ulp (``trajectories.perturbed``). It matters only where the dynamics
+and gradients at every step are moved by one ulp (``trajectories.perturbed``, ``nudge``),
+as a rounding difference at any step would move them. It matters only where the dynamics
 amplify rounding differences; elsewhere it is about one ulp and the ulp term decides.
 
 **float32: no less accurate than torch's own float32 run.** Let ``ref`` be torch's
 float64 run on the same (float32-representable) inputs. Our float32 error against it may
 exceed torch's float32 error against it by at most a small factor::
 
-    E_ours(t) <= FACTOR32 * max(E_torch(t), D_t) + FLOOR32 * eps32 * t * scale_t
+    E_ours(t) <= FACTOR32 * E_torch(t) + FLOOR32 * eps32 * t * scale_t
 
-with ``E`` the running error against ``ref`` and ``D_t`` torch's float32 spread as
-above (equally valid float32 runs are this far apart, so ours cannot be asked to be
-closer to either). The floor covers steps on which
-torch's float32 run happens to be exact (its error is 0) while ours is one rounding away.
-The rule is applied with torch's default and with its fused float32 run as ``torch``.
+with ``E`` the running error against ``ref``. ``E_torch`` is the largest error among
+torch's float32 runs of the case that differ only in rounding: the default path, the
+fused path and the one-ulp probe. One run's error is a single sample: where a case
+amplifies rounding, equally valid float32 runs land at errors a few times apart (on
+such cases we measured our error over torch's default-path error: median 1.00, 90th
+percentile 1.16, 99th 1.57, a few above 2), so a single sample is not a fair yardstick.
+The floor covers steps on which torch's float32 run happens to be exact (its error is 0)
+while ours is one rounding away. The rule is applied once per torch side (default,
+fused), each time with the other runs as further samples.
 
 **Where torch disagrees with itself, nothing is judged.** Some valid configurations are
 chaotic: with ``beta2 = 0`` the Adam step is ``lr * g / |g|``, and with an L2 term or a
@@ -158,15 +163,19 @@ def compare_float64(name: str, ours: np.ndarray, theirs: np.ndarray, spread: np.
 
 
 def compare_float32(name: str, ours: np.ndarray, theirs: np.ndarray, reference: np.ndarray,
-                    spread: np.ndarray | None = None, initial: float = 0.0) -> Comparison:
+                    spread: np.ndarray | None = None, initial: float = 0.0,
+                    others: tuple[np.ndarray, ...] = ()) -> Comparison:
     """float32 rule: our running error against the float64 reference is at most FACTOR32
-    times the larger of torch's float32 running error and its paths' spread, plus a floor."""
+    times torch's float32 running error, plus a floor.
+
+    Torch's float32 error is the largest among ``theirs`` and ``others``: torch's float32
+    runs that differ from it only in rounding (its other CPU path, the one-ulp probe).
+    ``spread`` decides which steps are judged, as in :func:`compare_float64`.
+    """
     steps = np.arange(1, len(ours) + 1)
     scale = _scale(reference, initial)
     ours_error = _running_max(divergence(ours, reference))
-    torch_error = _running_max(divergence(theirs, reference))
-    if spread is not None:
-        torch_error = np.maximum(torch_error, _running_max(spread))
+    torch_error = _running_max(np.max([divergence(run, reference) for run in (theirs, *others)], axis=0))
     bound = FACTOR32 * torch_error + FLOOR32 * EPS["float32"] * steps * scale
     return _judge(name, ours, theirs, reference, ours_error, bound, _judged(spread, "float32", steps, scale))
 

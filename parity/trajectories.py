@@ -116,9 +116,12 @@ def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[
 
 def run_torch(
     case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, fused: bool = False,
-    has_step: bool = True,
+    has_step: bool = True, nudged: bool = False,
 ) -> Trajectory:
-    """Run the torch side in ``dtype``: default CPU path, or ``fused=True``."""
+    """Run the torch side in ``dtype``: default CPU path, or ``fused=True``.
+
+    ``nudged`` moves every gradient by one ulp before torch sees it (the probe run).
+    """
     spec = case.spec
     tdtype = getattr(torch, dtype)
     params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
@@ -137,6 +140,7 @@ def run_torch(
                 g = case.gradients[t][i].astype(dtype)
             else:
                 g = closed_loop_gradient(case, i, p.detach().numpy())
+            g = nudge(g, dtype, t + 1 + i) if nudged else g
             p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
         optimizer.step()
         if scheduler is not None:
@@ -152,16 +156,21 @@ def run_torch(
     return {name: np.stack(values) for name, values in record.items()}
 
 
-def perturbed(case: Case, dtype: str) -> Case:
-    """The same case with every starting value moved by about one ulp of its array's scale.
+def nudge(values: np.ndarray, dtype: str, step: int) -> np.ndarray:
+    """Move every nonzero element of ``values`` (taken in ``dtype``) by one ulp, up or down
+    in a fixed alternating pattern that changes with ``step``; zeros stay zero."""
+    x = np.asarray(values, dtype=dtype)
+    up = (np.arange(x.size).reshape(x.shape) + step) % 2 == 0
+    moved = np.nextafter(x, np.where(up, np.inf, -np.inf).astype(dtype))
+    return np.where(x == 0, x, moved)
 
-    Running torch on it probes how strongly the case amplifies rounding differences (see
-    parity/tolerance.py: where torch's run and this probe part, nothing is judged).
+
+def perturbed(case: Case, dtype: str) -> Case:
+    """The same case with every nonzero starting value moved by one ulp of ``dtype``.
+
+    Running torch on it, with ``nudge=True`` so that every gradient is moved by one ulp
+    too, probes how strongly the case amplifies rounding differences made at any step
+    (see parity/tolerance.py: where torch's run and this probe part, nothing is judged).
     """
-    eps = float(np.finfo(np.dtype(dtype)).eps)
-    x0 = []
-    for x in case.x0:
-        scale = float(np.abs(x).max(initial=0.0))
-        signs = np.where(np.arange(x.size).reshape(x.shape) % 2 == 0, 1.0, -1.0)
-        x0.append(np.asarray(x + eps * scale * signs, dtype=dtype).astype(np.float64))
+    x0 = [nudge(x, dtype, 0).astype(np.float64) for x in case.x0]
     return Case(case.spec, x0, case.gradients, case.curvature, case.target)
