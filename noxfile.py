@@ -1,4 +1,4 @@
-"""Sessions: `nox -s parity` (the main job), `nox -s tests` (the whole suite) and `nox -s lint`."""
+"""Sessions: `nox -s parity` (the main job), `nox -s tests`, `nox -s bench`, `nox -s demo`, `nox -s lint`."""
 
 import nox
 
@@ -22,6 +22,26 @@ def parity(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("python", "-m", "parity", "--profile", "parity", "--out", "reports", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time numpy_optim against torch (pytest-benchmark) and write reports/bench.md and .json."""
+    session.install(TORCH)
+    session.install("-e", ".[bench]")
+    session.run(
+        "pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
+        "--benchmark-json", "reports/bench.json", *session.posargs,
+    )
+    session.run("python", "benchmarks/report.py", "reports/bench.json", "reports/bench.md")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Render the README's figures (matplotlib; torch overlays the schedules) into docs/figures."""
+    session.install(TORCH)
+    session.install("-e", ".[demo]")
+    session.run("python", "-m", "numpy_optim.demo", "--out", "docs/figures", *session.posargs)
 
 
 @nox.session
