@@ -1,0 +1,661 @@
+r"""The README's figures: optimizer paths, loss curves, schedules, Adam + L2 vs AdamW, parity.
+
+Run ``python -m numpy_optim.demo --out docs/figures`` (``nox -s demo``; ``--parity-json PATH``
+picks the parity report, ``--only FILE ...`` some figures). matplotlib is an
+optional extra (``numpy_optim[demo]``) and is imported only inside the plotting
+functions, with the Agg backend; torch, when installed, only overlays the schedules.
+
+Each figure has two halves: a function that measures (``rosenbrock_paths``,
+``ill_conditioned_paths``, ``loss_curves``, ``schedule_curves``, ``weight_distribution``,
+``load_parity``) and returns plain numbers, and a ``plot_*`` function that draws those
+numbers and returns the Figure (:func:`build_figures` makes them all, :func:`render_all`
+writes them). The measuring functions use the settings of the unit
+tests (tests/unit/test_convergence.py, test_mlp.py, test_adam_vs_adamw.py), so a figure
+shows what a test asserts, and the iteration counts in the legends come from
+:func:`numpy_optim.problems.run_optimizer`, the code the tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .adam import Adam, AdamW
+from .mlp import MLP, make_classification_data, train
+from .optimizer import Optimizer
+from .problems import Rosenbrock, Run, ill_conditioned_quadratic, quadratic_bowl, run_optimizer
+from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
+from .sgd import SGD
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Resolution of every PNG; widths are 8 in (960 px), which reads well scaled to a README's ~800 px.
+DPI = 120
+#: File name -> figure size in inches (the PNG is exactly size * DPI pixels).
+FIGURES: dict[str, tuple[float, float]] = {
+    "rosenbrock_paths.png": (8.0, 5.0),
+    "ill_conditioned_paths.png": (8.0, 5.0),
+    "loss_curves.png": (8.0, 4.5),
+    "schedules.png": (8.0, 4.0),
+    "adam_l2_vs_adamw.png": (8.0, 4.0),
+    "parity.png": (8.0, 5.5),
+}
+
+#: One colour per optimizer, the same in every figure.
+COLORS = {"sgd": "C0", "momentum": "C1", "nesterov": "C2", "adam": "C3", "adamw": "C4"}
+NAMES = {"sgd": "SGD", "momentum": "SGD + momentum", "nesterov": "Nesterov", "adam": "Adam", "adamw": "AdamW"}
+
+MakeOptimizer = Callable[[list[dict[str, Any]]], Optimizer]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """An optimizer configuration: how to build it and how the legend describes it."""
+
+    make: MakeOptimizer
+    hyper: str  # e.g. "lr 1e-3, momentum 0.9"
+
+
+# ---------------------------------------------------------------------------------------
+# Settings (those of the unit tests)
+# ---------------------------------------------------------------------------------------
+
+# tests/unit/test_convergence.py: Rosenbrock from (-1.5, 2); SGD family lr 1e-3 (SGD diverges
+# from this start for lr >= 2.5e-3), Adam lr 1e-2. AdamW (not in that test) takes Adam's lr
+# and its default weight_decay 0.01.
+ROSENBROCK = Rosenbrock()
+ROSENBROCK_X0 = (-1.5, 2.0)
+ROSENBROCK_STEPS = 15000
+ROSENBROCK_TOL = 1e-2
+ROSENBROCK_SETTINGS: dict[str, Setting] = {
+    "sgd": Setting(lambda e: SGD(e, lr=1e-3), "lr 1e-3"),
+    "momentum": Setting(lambda e: SGD(e, lr=1e-3, momentum=0.9), "lr 1e-3, β 0.9"),
+    "nesterov": Setting(lambda e: SGD(e, lr=1e-3, momentum=0.9, nesterov=True), "lr 1e-3, β 0.9"),
+    "adam": Setting(lambda e: Adam(e, lr=1e-2), "lr 1e-2"),
+    "adamw": Setting(lambda e: AdamW(e, lr=1e-2, weight_decay=0.01), "lr 1e-2, λ 0.01"),
+}
+
+# tests/unit/test_convergence.py: A = diag(1, 100), x0 = (1, 1), tolerance 1e-3; SGD and
+# momentum at lr 2 / (1 + kappa), the best constant step for gradient descent; Adam lr 0.05.
+# Nesterov diverges at that rate (its stability limit on a quadratic is
+# lr * lambda_max < 2 (1 + beta) / (1 + 2 beta) = 1.36 for beta 0.9; 2/(1+kappa) * 100 = 1.98),
+# so it runs at lr 1 / lambda_max = 0.01 and the divergence is reported in the figure.
+ILL_KAPPA = 100.0
+ILL = ill_conditioned_quadratic(2, ILL_KAPPA)
+ILL_X0 = (1.0, 1.0)
+ILL_STEPS = 2000
+ILL_TOL = 1e-3
+ILL_LR = 2.0 / (1.0 + ILL_KAPPA)
+ILL_NESTEROV_LR = 1.0 / ILL_KAPPA
+ILL_SETTINGS: dict[str, Setting] = {
+    "sgd": Setting(lambda e: SGD(e, lr=ILL_LR), f"lr 2/(1+κ) = {ILL_LR:.4f}"),
+    "momentum": Setting(lambda e: SGD(e, lr=ILL_LR, momentum=0.9), f"lr {ILL_LR:.4f}, β 0.9"),
+    "nesterov": Setting(
+        lambda e: SGD(e, lr=ILL_NESTEROV_LR, momentum=0.9, nesterov=True), f"lr {ILL_NESTEROV_LR:g}, β 0.9"
+    ),
+    "adam": Setting(lambda e: Adam(e, lr=0.05), "lr 0.05"),
+    "adamw": Setting(lambda e: AdamW(e, lr=0.05, weight_decay=0.01), "lr 0.05, λ 0.01"),
+}
+ILL_NESTEROV_AT_SGD_LR: MakeOptimizer = lambda e: SGD(e, lr=ILL_LR, momentum=0.9, nesterov=True)
+
+# tests/unit/test_convergence.py: the bowl A = diag(linspace(1, 2, 5)) from x0 = (1, ..., 1), lr 0.01 for all.
+BOWL = quadratic_bowl(5)
+BOWL_X0 = np.ones(5)
+BOWL_STEPS = 3000
+BOWL_TOL = 1e-3
+BOWL_SETTINGS: dict[str, Setting] = {
+    "sgd": Setting(lambda e: SGD(e, lr=0.01), "lr 0.01"),
+    "momentum": Setting(lambda e: SGD(e, lr=0.01, momentum=0.9), "lr 0.01, β 0.9"),
+    "nesterov": Setting(lambda e: SGD(e, lr=0.01, momentum=0.9, nesterov=True), "lr 0.01, β 0.9"),
+    "adam": Setting(lambda e: Adam(e, lr=0.01), "lr 0.01"),
+    "adamw": Setting(lambda e: AdamW(e, lr=0.01, weight_decay=0.01), "lr 0.01, λ 0.01"),
+}
+
+# tests/unit/test_mlp.py: three spirals (300 points, 0.75 turns, noise 0.2), MLP [2, 32, 32, 3]
+# tanh, batches of 32 (10 steps an epoch), 100 epochs, seed 0.
+MLP_DATA_ARGS: dict[str, Any] = {"n_samples": 300, "seed": 0, "turns": 0.75, "noise": 0.2}
+MLP_SIZES = [2, 32, 32, 3]
+MLP_EPOCHS, MLP_BATCH, MLP_SEED = 100, 32, 0
+MLP_SETTINGS: dict[str, Setting] = {
+    "sgd": Setting(lambda p: SGD(p, lr=0.3), "lr 0.3"),
+    "momentum": Setting(lambda p: SGD(p, lr=0.03, momentum=0.9), "lr 0.03, β 0.9"),
+    "nesterov": Setting(lambda p: SGD(p, lr=0.03, momentum=0.9, nesterov=True), "lr 0.03, β 0.9"),
+    "adam": Setting(lambda p: Adam(p, lr=0.01), "lr 0.01"),
+    "adamw": Setting(lambda p: AdamW(p, lr=0.01, weight_decay=0.01), "lr 0.01, λ 0.01"),
+}
+
+# tests/unit/test_adam_vs_adamw.py: 200 parameters in 10 groups whose data gradient is pure
+# zero-mean noise of std 0.01 ... 10, all starting at 1; lr 1e-3, lambda 0.1, 2000 steps, seed 0.
+NOISE_LEVELS, NOISE_REPLICAS = 10, 20
+NOISE_SIGMAS = np.repeat(np.logspace(-2, 1, NOISE_LEVELS), NOISE_REPLICAS)
+NOISE_LR, NOISE_WEIGHT_DECAY, NOISE_STEPS, NOISE_SEED = 1e-3, 0.1, 2000, 0
+
+# The schedules drawn (a 100-step run from lr 0.1).
+SCHEDULE_STEPS = 100
+SCHEDULES: dict[str, tuple[LRScheduler, str]] = {
+    "StepDecayScheduler": (StepDecayScheduler(initial_lr=0.1, decay_factor=0.5, step_size=25), "StepLR"),
+    "CosineScheduler": (CosineScheduler(max_lr=0.1, min_lr=0.001, total_steps=SCHEDULE_STEPS), "CosineAnnealingLR"),
+    "WarmupCosineScheduler": (
+        WarmupCosineScheduler(max_lr=0.1, min_lr=0.001, warmup_steps=10, total_steps=SCHEDULE_STEPS),
+        "SequentialLR(\nLambdaLR t/10,\nCosineAnnealingLR)",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------
+
+
+def _runs(settings: dict[str, Setting], problem: Any, x0: Any, steps: int, tol: float) -> dict[str, Run]:
+    return {name: run_optimizer(s.make, problem, x0, steps, tol=tol) for name, s in settings.items()}
+
+
+def rosenbrock_paths() -> dict[str, Run]:
+    """Every optimizer on Rosenbrock from (-1.5, 2), ``ROSENBROCK_STEPS`` steps, tolerance 0.01."""
+    return _runs(ROSENBROCK_SETTINGS, ROSENBROCK, ROSENBROCK_X0, ROSENBROCK_STEPS, ROSENBROCK_TOL)
+
+
+def ill_conditioned_paths() -> dict[str, Run]:
+    """Every optimizer on diag(1, 100) from (1, 1), ``ILL_STEPS`` steps, tolerance 1e-3.
+
+    Also ``"nesterov_at_sgd_lr"``: Nesterov at SGD's rate 2 / (1 + kappa), which diverges.
+    """
+    runs = _runs(ILL_SETTINGS, ILL, ILL_X0, ILL_STEPS, ILL_TOL)
+    runs["nesterov_at_sgd_lr"] = run_optimizer(ILL_NESTEROV_AT_SGD_LR, ILL, ILL_X0, ILL_STEPS, tol=ILL_TOL)
+    return runs
+
+
+def bowl_runs() -> dict[str, Run]:
+    """Every optimizer on the 5-dimensional quadratic bowl, ``BOWL_STEPS`` steps at lr 0.01."""
+    return _runs(BOWL_SETTINGS, BOWL, BOWL_X0, BOWL_STEPS, BOWL_TOL)
+
+
+def mlp_losses() -> dict[str, np.ndarray]:
+    """Full-set training loss of the spiral MLP before training and after each epoch, per optimizer."""
+    X, y = make_classification_data(**MLP_DATA_ARGS)
+    out = {}
+    for name, setting in MLP_SETTINGS.items():
+        model = MLP(MLP_SIZES, seed=MLP_SEED)
+        history = train(model, setting.make(model.parameters()), X, y, MLP_EPOCHS, MLP_BATCH, MLP_SEED)
+        out[name] = np.asarray(history.losses)
+    return out
+
+
+def mlp_steps_per_epoch() -> int:
+    return math.ceil(MLP_DATA_ARGS["n_samples"] / MLP_BATCH)
+
+
+def loss_curves(rosenbrock: dict[str, Run] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Loss per step on the bowl, Rosenbrock (``rosenbrock`` if given) and the MLP (per epoch)."""
+    rosenbrock = rosenbrock_paths() if rosenbrock is None else rosenbrock
+    return {
+        "bowl": {name: run.losses for name, run in bowl_runs().items()},
+        "rosenbrock": {name: run.losses for name, run in rosenbrock.items()},
+        "mlp": mlp_losses(),
+    }
+
+
+def _linear_warmup(warmup_steps: int) -> Callable[[int], float]:
+    """torch LambdaLR's multiplier t / warmup_steps (parity/registry.py: LinearLR cannot start at 0)."""
+    return lambda t: t / warmup_steps
+
+
+def torch_schedule_curves(steps: int = SCHEDULE_STEPS) -> dict[str, np.ndarray] | None:
+    """torch's learning rate at steps 0 .. ``steps`` for each of ``SCHEDULES``; None without torch.
+
+    The constructions are those of parity/registry.py: the torch optimizer starts at the
+    schedule's ``reference_lr`` and the rate at step t is read after t ``scheduler.step()``
+    calls. torch is imported here only, never when numpy_optim is imported.
+    """
+    try:
+        import torch  # noqa: TID251 -- optional overlay; numpy_optim itself never needs torch
+    except ImportError:
+        return None
+    lr_scheduler = torch.optim.lr_scheduler
+    out = {}
+    for name, (ours, _) in SCHEDULES.items():
+        param = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.SGD([param], lr=ours.reference_lr)
+        if isinstance(ours, StepDecayScheduler):
+            scheduler: Any = lr_scheduler.StepLR(optimizer, step_size=ours.step_size, gamma=ours.decay_factor)
+        elif isinstance(ours, WarmupCosineScheduler):
+            warmup_steps = ours.warmup_steps
+            cosine = lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=ours.total_steps - warmup_steps, eta_min=ours.min_lr
+            )
+            warmup = lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup_steps))
+            scheduler = lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+        elif isinstance(ours, CosineScheduler):
+            scheduler = lr_scheduler.CosineAnnealingLR(optimizer, T_max=ours.total_steps, eta_min=ours.min_lr)
+        else:  # pragma: no cover - SCHEDULES holds only the three above
+            raise TypeError(f"no torch counterpart for {type(ours).__name__}")
+        lrs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(steps + 1):
+                lrs.append(optimizer.param_groups[0]["lr"])
+                optimizer.step()
+                scheduler.step()
+        out[name] = np.array(lrs, dtype=np.float64)
+    return out
+
+
+def schedule_curves(steps: int = SCHEDULE_STEPS, with_torch: bool = True) -> dict[str, Any]:
+    """``{"ours": {name: lrs}, "torch": {name: lrs} or None}`` for steps 0 .. ``steps``."""
+    ours = {name: np.array([s.get_lr(t) for t in range(steps + 1)]) for name, (s, _) in SCHEDULES.items()}
+    return {"ours": ours, "torch": torch_schedule_curves(steps) if with_torch else None}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def weight_distribution() -> dict[str, Any]:
+    """Adam + L2 and AdamW after ``NOISE_STEPS`` steps on pure gradient noise (test_adam_vs_adamw.py).
+
+    Returns, per optimizer (``"adam_l2"``, ``"adamw"``): final weights ``w``, measured
+    gradient ``variance``, ``effective_decay`` = -log|w_T| / T (mean per-step log-shrink),
+    ``cv`` (std / mean of |w|) and ``spearman`` (rank correlation of variance and effective
+    decay); and ``uniform_shrink`` = (1 - lr lambda)^T, AdamW's nominal factor.
+    """
+    out: dict[str, Any] = {"uniform_shrink": (1 - NOISE_LR * NOISE_WEIGHT_DECAY) ** NOISE_STEPS}
+    for key, cls in (("adam_l2", Adam), ("adamw", AdamW)):
+        rng = np.random.default_rng(NOISE_SEED)
+        w = np.ones_like(NOISE_SIGMAS)
+        g = np.zeros_like(w)
+        optimizer = cls([{"params": w, "grad": g}], lr=NOISE_LR, weight_decay=NOISE_WEIGHT_DECAY)
+        total, total_sq = np.zeros_like(w), np.zeros_like(w)
+        for _ in range(NOISE_STEPS):
+            g[...] = NOISE_SIGMAS * rng.standard_normal(w.shape)
+            total += g
+            total_sq += g * g
+            optimizer.step()
+        variance = total_sq / NOISE_STEPS - (total / NOISE_STEPS) ** 2
+        decay = -np.log(np.abs(w)) / NOISE_STEPS
+        out[key] = {
+            "w": w,
+            "variance": variance,
+            "effective_decay": decay,
+            "cv": float(np.std(np.abs(w)) / np.mean(np.abs(w))),
+            "spearman": _spearman(variance, decay),
+        }
+    return out
+
+
+def load_parity(path: Path | str) -> dict[str, Any] | None:
+    """The parity report written by ``python -m parity`` (its rows), or None if ``path`` does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# Plotting
+# ---------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, with the README's font sizes."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("the figures need matplotlib: pip install 'numpy_optim[demo]'") from error
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+         "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 12}
+    )
+    return plt
+
+
+def _figure(name: str, **kwargs: Any) -> Any:
+    return _pyplot().figure(figsize=FIGURES[name], dpi=DPI, layout="constrained", **kwargs)
+
+
+def convergence_label(name: str, hyper: str, run: Run) -> str:
+    """``"SGD: 11942 iterations\\n(lr 1e-3)"``, or ``"not reached in 15000"`` (with ``"diverged, "`` if it did)."""
+    steps = len(run.trajectory) - 1
+    if run.iterations_to_converge is not None:
+        outcome = f"{run.iterations_to_converge} iterations"
+    elif run.diverged:
+        outcome = f"diverged, not reached in {steps}"
+    else:
+        outcome = f"not reached in {steps}"
+    return f"{NAMES[name]}: {outcome}\n({hyper})"
+
+
+def _plot_paths(
+    fig_name: str,
+    runs: dict[str, Run],
+    settings: dict[str, Setting],
+    value: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    extent: tuple[float, float, float, float],
+    levels: np.ndarray,
+    minimizer: Sequence[float] | np.ndarray,
+    title: str,
+    tol: float,
+    widths: Sequence[float] | np.ndarray,
+    bottom: float = 0.1,
+    equal_aspect: bool = True,
+) -> Figure:
+    """Contours, one path per optimizer, the legend (with iteration counts) to the right."""
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+    fig = plt.figure(figsize=FIGURES[fig_name], dpi=DPI)
+    ax = fig.add_axes((0.1, bottom, 0.52, 0.88 - bottom))  # a fixed layout: no tight box, so the PNG size is exact
+    x0, x1, y0, y1 = extent
+    X, Y = np.meshgrid(np.linspace(x0, x1, 400), np.linspace(y0, y1, 400))
+    contours = ax.contour(X, Y, value(X, Y), levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="Greys_r",
+                          linewidths=0.6, alpha=0.7)
+    ax.clabel(contours, contours.levels[::3], fmt="%.3g", fontsize=9, colors="0.35")
+    for width, (name, setting) in zip(widths, settings.items()):
+        run = runs[name]
+        path = run.trajectory[np.all(np.isfinite(run.trajectory), axis=1)]
+        ax.plot(path[:, 0], path[:, 1], "--" if name == "adamw" else "-", color=COLORS[name], lw=width, alpha=0.9,
+                label=convergence_label(name, setting.hyper, run))
+    start = next(iter(runs.values())).trajectory[0]
+    ax.plot(*start, "ks", ms=7, label=f"start ({start[0]:g}, {start[1]:g})")
+    ax.plot(*minimizer, "k*", ms=12, label=f"minimum ({minimizer[0]:g}, {minimizer[1]:g})")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    if equal_aspect:
+        ax.set_aspect("equal", anchor="W")
+    ax.set_xlabel("x (parameter 1, no unit)")
+    ax.set_ylabel("y (parameter 2, no unit)")
+    fig.text(0.02, 0.97, title, fontsize=12, ha="left", va="top")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0,
+              title=f"iterations to ‖x − x*‖ < {tol:g}\n(contours: log-spaced levels of f)", title_fontsize=9)
+    return fig
+
+
+def plot_rosenbrock(runs: dict[str, Run]) -> Figure:
+    """Rosenbrock contours (log-spaced levels) and each optimizer's path from (-1.5, 2)."""
+    a, b = ROSENBROCK.a, ROSENBROCK.b
+    return _plot_paths(
+        "rosenbrock_paths.png", runs, ROSENBROCK_SETTINGS,
+        lambda x, y: (a - x) ** 2 + b * (y - x**2) ** 2,
+        (-2.0, 2.0, -1.0, 3.0), np.logspace(-1, 3.5, 13), ROSENBROCK.minimizer,
+        f"Rosenbrock f = (1 − x)² + 100 (y − x²)²: paths from (−1.5, 2), {ROSENBROCK_STEPS} steps each",
+        ROSENBROCK_TOL,
+        widths=np.linspace(4.0, 1.2, len(ROSENBROCK_SETTINGS)),  # the valley is shared: widest drawn first
+    )
+
+
+def plot_ill_conditioned(runs: dict[str, Run]) -> Figure:
+    """Contours of f = (x² + 100 y²) / 2 and each optimizer's path from (1, 1)."""
+    A = np.asarray(ILL.A)
+    fig = _plot_paths(
+        "ill_conditioned_paths.png", runs, ILL_SETTINGS,
+        lambda x, y: 0.5 * (A[0, 0] * x * x + 2 * A[0, 1] * x * y + A[1, 1] * y * y),
+        (-0.35, 1.15, -1.05, 1.05), np.logspace(-3, 2, 11), ILL.minimizer,
+        f"Ill-conditioned quadratic f = (x² + {ILL_KAPPA:g} y²) / 2 (κ = {ILL.condition_number:g}): paths from "
+        f"(1, 1), {ILL_STEPS} steps each", ILL_TOL, widths=[1.0, 1.3, 1.8, 1.8, 1.8], bottom=0.2, equal_aspect=False,
+    )
+    bad = runs.get("nesterov_at_sgd_lr")
+    if bad is not None:
+        finite = np.flatnonzero(np.all(np.isfinite(bad.trajectory), axis=1))
+        if bad.diverged:
+            what = f"overflows at step {finite[-1] + 1}"
+        else:
+            what = f"ends at ‖x‖ = {bad.final_distance:.3g}"
+        note = (
+            f"Nesterov at SGD's lr {ILL_LR:.4f} {what}: lr·λmax = {ILL_LR * ILL_KAPPA:.2f} exceeds its stability "
+            f"limit\n2(1 + β)/(1 + 2β) = 1.36, so it is shown at lr 1/λmax = {ILL_NESTEROV_LR:g}."
+        )
+        fig.text(0.01, 0.01, note, fontsize=9, ha="left", va="bottom")
+    return fig
+
+
+def plot_loss_curves(curves: dict[str, dict[str, np.ndarray]]) -> Figure:
+    """Loss against step (log scale) on the bowl, Rosenbrock and the MLP, one panel each."""
+    fig = _figure("loss_curves.png")
+    axes = fig.subplots(1, 3)
+    floor = 1e-30  # the bowl's losses reach 1e-138: the view stops at 1e-30
+    panels = [
+        ("bowl", "Quadratic bowl (d = 5, κ = 2)", "step", "all lr 0.01"),
+        ("rosenbrock", "Rosenbrock", "step (log scale)", "SGD family lr 1e-3,\nAdam family lr 1e-2"),
+        ("mlp", "MLP on 3 spirals", f"step ({mlp_steps_per_epoch()} per epoch)",
+         "lr: SGD 0.3,\nmomentum 0.03,\nAdam 0.01"),
+    ]
+    for ax, (key, title, xlabel, note) in zip(axes, panels):
+        for name, losses in curves[key].items():
+            losses = np.asarray(losses)
+            if key == "mlp":
+                steps = np.arange(len(losses)) * mlp_steps_per_epoch()
+            else:
+                steps = np.arange(len(losses))
+            if key == "rosenbrock":  # log x: start at step 1
+                steps, losses = steps[1:], losses[1:]
+            ax.plot(steps, np.maximum(losses, floor * 1e-3), color=COLORS[name], lw=1.4,
+                    label=NAMES[name], ls="--" if name == "adamw" else "-")
+        ax.set_yscale("log")
+        if key == "rosenbrock":
+            ax.set_xscale("log")
+        if key != "mlp":
+            ax.set_ylim(floor, None)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        corner = (0.97, 0.97, "right", "top") if key == "bowl" else (0.03, 0.03, "left", "bottom")
+        ax.text(corner[0], corner[1], note, transform=ax.transAxes, ha=corner[2], va=corner[3], fontsize=9,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    axes[0].set_ylabel("loss f(x) (log scale)")
+    axes[2].set_ylabel("cross-entropy, full set (log scale)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=5)
+    fig.suptitle("Loss against optimizer step")
+    return fig
+
+
+def plot_schedules(curves: dict[str, Any]) -> Figure:
+    """The three schedules' learning rates per step, torch's overlaid when available."""
+    fig = _figure("schedules.png")
+    axes = fig.subplots(1, 3, sharey=True)
+    theirs = curves["torch"]
+    for ax, (name, (schedule, torch_name)) in zip(axes, SCHEDULES.items()):
+        ours = curves["ours"][name]
+        steps = np.arange(len(ours))
+        style = "steps-post" if isinstance(schedule, StepDecayScheduler) else "default"
+        ax.plot(steps, ours, "-", color="C0", lw=2.6, drawstyle=style, label="numpy_optim")
+        if theirs is not None:
+            ax.plot(steps, theirs[name], ":", color="C3", lw=2.2, drawstyle=style, label="torch.optim.lr_scheduler")
+            worst = float(np.max(np.abs(theirs[name] - ours)))
+            ax.text(0.96, 0.96, f"torch: {torch_name}\nmax |ours − torch|\n= {worst:.1e}", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=9)
+        ax.set_title(f"{name}\n{_schedule_title(schedule)}", fontsize=10)
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("learning rate")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    if theirs is None:
+        fig.suptitle("Learning-rate schedules (torch not installed: no overlay)")
+    else:
+        fig.suptitle("Learning-rate schedules, with torch's schedulers overlaid")
+    return fig
+
+
+def _schedule_title(schedule: LRScheduler) -> str:
+    if isinstance(schedule, StepDecayScheduler):
+        return f"×{schedule.decay_factor:g} every {schedule.step_size} steps"
+    if isinstance(schedule, WarmupCosineScheduler):
+        return f"{schedule.warmup_steps} warmup, cosine to step {schedule.total_steps}"
+    if isinstance(schedule, CosineScheduler):
+        return f"{schedule.max_lr:g} → {schedule.min_lr:g} over {schedule.total_steps} steps"
+    return type(schedule).__name__
+
+
+def plot_weight_distribution(data: dict[str, Any]) -> Figure:
+    """Histogram of final |w| and effective decay against gradient variance, Adam + L2 vs AdamW."""
+    fig = _figure("adam_l2_vs_adamw.png")
+    hist_ax, decay_ax = fig.subplots(1, 2)
+    labels = {"adam_l2": "Adam + L2", "adamw": "AdamW"}
+    colors = {"adam_l2": "C3", "adamw": "C4"}
+    bins = np.linspace(0.0, 1.05, 43)
+    for key in ("adam_l2", "adamw"):
+        d = data[key]
+        hist_ax.hist(np.abs(d["w"]), bins=bins, color=colors[key], alpha=0.65,
+                     label=f"{labels[key]}: CV = {d['cv']:.3f}")
+        decay_ax.scatter(d["variance"], d["effective_decay"], s=10, color=colors[key], alpha=0.7,
+                         label=f"{labels[key]}: ρ = {d['spearman']:+.2f}")
+    shrink = data["uniform_shrink"]
+    hist_ax.axvline(shrink, color="k", ls="--", lw=1, label=f"(1 − lr·λ)^T = {shrink:.3f}")
+    hist_ax.set_xlabel("final |w| (started at 1)")
+    hist_ax.set_ylabel("number of parameters")
+    hist_ax.set_title(f"Weight magnitudes after {NOISE_STEPS} steps")
+    hist_ax.legend(loc="upper left")
+    nominal = -math.log(1 - NOISE_LR * NOISE_WEIGHT_DECAY)
+    decay_ax.axhline(nominal, color="k", ls="--", lw=1, label=f"AdamW nominal: {nominal:.1e}")
+    decay_ax.axhline(0.0, color="0.5", lw=0.8)
+    decay_ax.set_xscale("log")
+    # symlog: parameters that noise pushed above |w| = 1 have a negative effective decay
+    decay_ax.set_yscale("symlog", linthresh=1e-5)
+    decay_ax.set_xlabel("gradient variance (log scale)")
+    decay_ax.set_ylabel("effective decay per step, −log|w_T| / T\n(symmetric log scale)")
+    decay_ax.set_title("Effective decay vs gradient noise")
+    decay_ax.set_ylim(-3e-4, 0.3)
+    decay_ax.legend(loc="upper right", title="Spearman ρ(var, decay)", title_fontsize=9)
+    fig.suptitle(f"Adam + L2 vs AdamW on pure gradient noise (σ 0.01–10, lr {NOISE_LR:g}, λ {NOISE_WEIGHT_DECAY:g})")
+    return fig
+
+
+def plot_parity(report: dict[str, Any]) -> Figure:
+    """Worst error / bound per pair, dtype and torch path (log scale), bound at 1."""
+    from matplotlib.patches import Patch
+
+    fig = _figure("parity.png")
+    ax = fig.add_subplot()
+    order = {"SGD": 0, "Adam": 1, "AdamW": 2, "StepDecayScheduler": 3, "CosineScheduler": 4, "WarmupCosineScheduler": 5}
+    rows = sorted(report["rows"], key=lambda r: (order.get(r["pair"], 9), r["pair"], r["dtype"], r["torch_side"]))
+    ratios = [r.get("worst_ratio") for r in rows]
+    finite = [x for x in ratios if x is not None and math.isfinite(x) and x > 0]
+    floor = 10 ** math.floor(math.log10(min(finite + [1.0]) / 3))
+    top = 10 ** math.ceil(math.log10(max(finite + [1.0]) * 3))
+    dtype_colors = {"float32": "C1", "float64": "C0"}
+    y = np.arange(len(rows))[::-1]
+    for yi, row, ratio in zip(y, rows, ratios):
+        failed = ratio is not None and ratio > 1
+        if ratio is None or ratio <= 0:  # nothing judged, or exact agreement: no bar on a log axis
+            value, text = floor, "not judged" if ratio is None else "0 (exact)"
+        elif math.isinf(ratio):  # an error where the bound is 0
+            value, text = top, "∞"
+        else:
+            value, text = ratio, f"{ratio:.3g}"
+        ax.barh(yi, value - floor, left=floor, color=dtype_colors.get(row["dtype"], "C2"),
+                hatch="//" if row["torch_side"] == "fused" else None, edgecolor="red" if failed else "white",
+                linewidth=1.5 if failed else 0.5)
+        inside = value * 1.15 > top / 1.5
+        ax.text(value / 1.15 if inside else value * 1.15, yi, text, va="center", ha="right" if inside else "left",
+                fontsize=9, color="red" if failed and not inside else "black")
+    ax.axvline(1.0, color="red", lw=1.5, label="bound: error / bound = 1")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, top)
+    ax.set_yticks(y, [f"{r['pair'].replace('Scheduler', '')} · {r['dtype']} · {r['torch_side']} ({r['cases']})"
+                      for r in rows], fontsize=9)
+    ax.set_ylabel("pair · dtype · torch path (cases)")
+    ax.set_xlabel("worst error / bound (log scale; ≤ 1 passes)")
+    status = "passed" if report.get("passed") else f"FAILED ({len(report.get('failures', []))} pair(s))"
+    versions = report.get("versions", {})
+    ax.set_title(f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}, "
+                 f"{report.get('seconds', '?')} s): {status}")
+    handles = [Patch(color="C0", label="float64"), Patch(color="C1", label="float32"),
+               Patch(facecolor="grey", hatch="//", edgecolor="white", label="torch fused path")]
+    handles.append(ax.get_lines()[0])
+    fig.legend(handles=handles, loc="outside lower center", ncols=4)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``DPI`` (exact size: no tight bounding box) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def build_figures(
+    parity_json: Path | str | None = "reports/parity.json",
+    with_torch: bool = True,
+    only: Sequence[str] | None = None,
+) -> dict[str, Figure]:
+    """Measure and draw the figures: ``{file name: Figure}``, in the order of ``FIGURES``.
+
+    ``only`` restricts the set to some file names (all by default). The parity figure is
+    left out, with a printed note, when ``parity_json`` is None or does not exist. The
+    Rosenbrock runs are measured once and feed both the paths and the loss curves.
+    """
+    wanted = list(FIGURES) if only is None else list(only)
+    unknown = sorted(set(wanted) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; expected some of {list(FIGURES)}")
+    cache: dict[str, dict[str, Run]] = {}
+
+    def rosenbrock() -> dict[str, Run]:
+        if "runs" not in cache:
+            cache["runs"] = rosenbrock_paths()
+        return cache["runs"]
+
+    builders: dict[str, Callable[[], Figure]] = {
+        "rosenbrock_paths.png": lambda: plot_rosenbrock(rosenbrock()),
+        "ill_conditioned_paths.png": lambda: plot_ill_conditioned(ill_conditioned_paths()),
+        "loss_curves.png": lambda: plot_loss_curves(loss_curves(rosenbrock())),
+        "schedules.png": lambda: plot_schedules(schedule_curves(with_torch=with_torch)),
+        "adam_l2_vs_adamw.png": lambda: plot_weight_distribution(weight_distribution()),
+    }
+    figures = {name: builders[name]() for name in FIGURES if name in wanted and name in builders}
+    if "parity.png" in wanted:
+        report = None if parity_json is None else load_parity(parity_json)
+        if report is None:
+            print(f"note: no parity report at {parity_json}; skipping parity.png (run `nox -s parity` first)")
+        else:
+            figures["parity.png"] = plot_parity(report)
+    return figures
+
+
+def render_all(
+    out: Path | str,
+    parity_json: Path | str | None = "reports/parity.json",
+    with_torch: bool = True,
+    only: Sequence[str] | None = None,
+) -> list[Path]:
+    """Measure, draw and write the figures into ``out`` (see :func:`build_figures`); returns the paths."""
+    out = Path(out)
+    return [save(fig, out / name) for name, fig in build_figures(parity_json, with_torch, only).items()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numpy_optim.demo", description="Render the README's figures.")
+    parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="output folder (default docs/figures)")
+    parser.add_argument("--parity-json", type=Path, default=Path("reports/parity.json"),
+                        help="parity report to plot (default reports/parity.json; skipped if absent)")
+    parser.add_argument("--no-torch", action="store_true", help="do not overlay torch's schedules")
+    parser.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="FILE",
+                        help=f"render only these figures (of {', '.join(FIGURES)})")
+    args = parser.parse_args(argv)
+    for path in render_all(args.out, args.parity_json, with_torch=not args.no_torch, only=args.only):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
