@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check", "check_pair", "check_scheduler", "ParityError", "Stats", "run_case"]
+__all__ = ["check", "check_pair", "check_scheduler", "ParityError", "Stats", "run_case", "CaseSpec"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that `parity.profiles` can be imported without importing torch.
+    if name == "CaseSpec":
+        from .strategies import CaseSpec
+
+        return CaseSpec
     if name in __all__:
         from . import harness
 

@@ -12,6 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import numpy_optim
+
 from . import tolerance
 from .registry import OPTIMIZERS, SCHEDULERS
 from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs
@@ -65,7 +67,16 @@ def _describe_spec(spec: CaseSpec) -> str:
             f"{spec.steps} steps; {loop}; init scale {spec.init_scale}{schedule}")
 
 
-def _failure_message(name: str, side: str, spec: CaseSpec, v: tolerance.Violation) -> str:
+def _reproduce(spec: CaseSpec, factory: Any, torch_class: type, name: str) -> str:
+    """A command replaying exactly this case: the CLI for registry pairs, else a Python call."""
+    pair = OPTIMIZERS.get(name)
+    if pair is not None and pair.ours is factory and pair.theirs is torch_class:
+        return f"python -m parity --replay '{spec.to_json()}'"
+    return (f"parity.run_case(parity.CaseSpec.from_json('{spec.to_json()}'), {getattr(factory, '__name__', factory)}, "
+            f"{torch_class.__module__}.{torch_class.__name__}, name={name!r})")
+
+
+def _failure_message(name: str, side: str, spec: CaseSpec, v: tolerance.Violation, reproduce: str) -> str:
     flat = int(np.ravel_multi_index(v.index, spec.shapes[int(v.name.split("[")[1].rstrip("]"))])) if v.index else 0
     reference = "" if v.reference is None else f", float64 reference={v.reference!r}"
     rule = "float64: ulp-per-step bound" if spec.dtype == "float64" else "float32: no less accurate than torch"
@@ -75,18 +86,19 @@ def _failure_message(name: str, side: str, spec: CaseSpec, v: tolerance.Violatio
         f"{reference}\n"
         f"  error {v.error:.3e} > bound {v.bound:.3e} ({rule}; see parity/tolerance.py)\n"
         f"  {_describe_spec(spec)}\n"
-        f"  reproduce: python -m parity --replay '{spec.to_json()}'"
+        f"  reproduce: {reproduce}"
     )
 
 
-def _compare_keys(name: str, side: str, spec: CaseSpec, ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+def _compare_keys(name: str, side: str, spec: CaseSpec, ours: dict[str, Any], theirs: dict[str, Any],
+                  reproduce: str) -> None:
     missing = sorted(set(theirs) - set(ours))
     extra = sorted(k for k in set(ours) - set(theirs) if not k.startswith("step["))
     if missing or extra:
         raise ParityError(
             f"Parity failure: {name} vs torch ({side} path), {spec.dtype}: state differs in kind: "
             f"missing {missing}, extra {extra}\n  {_describe_spec(spec)}\n"
-            f"  reproduce: python -m parity --replay '{spec.to_json()}'"
+            f"  reproduce: {reproduce}"
         )
 
 
@@ -122,8 +134,9 @@ def run_case(
     if spec.dtype == "float32":
         reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step)
     results: dict[str, list[tolerance.Comparison]] = {}
+    reproduce = _reproduce(spec, factory, torch_class, name)
     for side, theirs in sides.items():
-        _compare_keys(name, side, spec, ours, theirs)
+        _compare_keys(name, side, spec, ours, theirs, reproduce)
         comparisons = []
         for key in sorted(theirs):
             initial = _initial_scale(case, key)
@@ -141,7 +154,7 @@ def run_case(
             stats.add((name, spec.dtype, side), spec.steps, comparisons, _json_spec(spec))
         for c in comparisons:
             if c.violation is not None:
-                raise ParityError(_failure_message(name, side, spec, c.violation))
+                raise ParityError(_failure_message(name, side, spec, c.violation, reproduce))
         results[side] = comparisons
     return results
 
@@ -173,6 +186,7 @@ def check(
     max_examples: int | None = None,
     max_steps: int = 300,
     closed_loop: bool = True,
+    schedules: bool | None = None,
     stats: Stats | None = None,
 ) -> Stats:
     """Property-test an optimizer written to the numpy_optim interface against torch.
@@ -191,6 +205,10 @@ def check(
         Also compare with ``fused=True``; by default, whenever torch supports it.
     max_examples : int, optional
         Overrides the loaded Hypothesis profile's number of cases.
+    schedules : bool, optional
+        Draw learning-rate schedules that change lr mid-run. They are applied with
+        numpy_optim's schedulers, so by default only when ``optimizer_factory`` is a
+        numpy_optim ``Optimizer`` subclass.
 
     Returns
     -------
@@ -210,13 +228,15 @@ def check(
         hyperparameters = HYPERPARAMETERS[name]
     if fused is None:
         fused = _supports_fused(torch_optimizer_class)
+    if schedules is None:
+        schedules = isinstance(optimizer_factory, type) and issubclass(optimizer_factory, numpy_optim.Optimizer)
     if torch_has_step is None:
         torch_has_step = "Adam" in torch_optimizer_class.__name__
     stats = stats if stats is not None else Stats()
     chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
 
     @chosen
-    @given(spec=case_specs(name, hyperparameters, dtypes, max_steps, closed_loop))
+    @given(spec=case_specs(name, hyperparameters, dtypes, max_steps, closed_loop, schedules))
     def property_(spec: CaseSpec) -> None:
         run_case(spec, optimizer_factory, torch_optimizer_class, name=name, buffers=buffers, fused=fused,
                  torch_has_step=torch_has_step, stats=stats)

@@ -1,0 +1,437 @@
+"""Optimizer state between torch.optim and numpy_optim: start a run on one side, resume it on the other.
+
+torch's ``optimizer.state_dict()`` (SGD, Adam, AdamW)::
+
+    {"state": {param_id: {"momentum_buffer": tensor}                         # SGD with momentum
+                         | {"step": tensor, "exp_avg": tensor, "exp_avg_sq": tensor,
+                            "max_exp_avg_sq": tensor},                         # Adam/AdamW (+amsgrad)
+     "param_groups": [{"lr": ..., "betas": ..., ..., "foreach": None, "fused": None, ...,
+                       "params": [param_id, ...]}, ...]}
+
+numpy_optim's ``optimizer.state_dict()`` (numpy_optim/optimizer.py)::
+
+    {"step": int, "defaults": {...}, "param_groups": [{overrides}, ...], "state": [{buffer: ndarray}, ...],
+     "initial_lrs": [float, ...]}
+
+with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The correspondence:
+
+* Entries are torch's parameters in order, group after group (the order of torch's
+  param ids), so a torch optimizer over groups ``[[w, b], [v]]`` corresponds to numpy_optim
+  entries ``[w, b, v]``.
+* Hyperparameters have the same names on both sides. A torch group's values become the
+  overrides of its entries; torch-only keys (``foreach``, ``fused``, ``capturable``,
+  ``differentiable``, ``decoupled_weight_decay``) have no numpy_optim counterpart and are
+  filled from the receiving torch optimizer's own groups.
+* A torch LR scheduler records each group's base rate as ``initial_lr``, which is what
+  numpy_optim's ``initial_lrs`` are (the rate a scheduler scales an entry's lr from).
+  It is carried over where torch has it: into ``initial_lrs`` always, and back into the
+  groups of a torch optimizer that has a scheduler attached (whose groups have the key).
+* Buffers have the same names and values; arrays are copied both ways (a converted dict
+  shares no memory with its source).
+* numpy_optim keeps one step counter for the optimizer; torch's Adam and AdamW keep one
+  per parameter (a scalar tensor), which must therefore all agree. torch's SGD keeps none
+  (and numpy_optim's SGD uses its count for nothing).
+
+Everything is validated before anything is built, with ValueError for bad values and
+TypeError for bad types: the structure (counts, shapes, dtypes, names, steps) here, each
+hyperparameter value by numpy_optim's own checks (torch's ``load_state_dict`` checks none;
+numpy_optim's also checks combinations such as Nesterov's). The inputs are not changed.
+
+Examples
+--------
+>>> import numpy as np, torch, numpy_optim
+>>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+>>> theirs = torch.optim.Adam([w], lr=0.1)
+>>> w.grad = torch.tensor([0.5, 0.25], dtype=torch.float64); theirs.step()
+>>> x = w.detach().numpy().copy()
+>>> ours = numpy_optim.Adam([{"params": x, "grad": np.zeros_like(x)}], lr=0.1)
+>>> ours.load_state_dict(torch_to_numpy(theirs.state_dict(), ours))
+>>> ours.state["step"], ours.state[0]["exp_avg"]
+(1, array([0.05 , 0.025]))
+>>> theirs.load_state_dict(numpy_to_torch(ours.state_dict(), theirs))
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+import numpy_optim
+
+from .registry import OPTIMIZERS, OptimizerPair
+
+#: Keys of torch's param groups that numpy_optim has no counterpart for.
+TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"})
+#: The key torch's LR schedulers add to each group: numpy_optim's ``initial_lrs``.
+INITIAL_LR = "initial_lr"
+
+_NUMPY_DTYPES = {torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32),
+                 torch.float64: np.dtype(np.float64)}
+
+
+# ----- small helpers ------------------------------------------------------------------
+
+
+def _pair_for_numpy(optimizer: Any) -> OptimizerPair:
+    if not isinstance(optimizer, numpy_optim.Optimizer):
+        raise TypeError(f"optimizer must be a numpy_optim optimizer, got {type(optimizer).__name__}")
+    for pair in sorted(OPTIMIZERS.values(), key=lambda p: len(p.ours.__mro__), reverse=True):
+        if isinstance(optimizer, pair.ours):
+            return pair
+    raise TypeError(f"No torch counterpart registered for {type(optimizer).__name__}; "
+                    f"expected one of {sorted(p.ours.__name__ for p in OPTIMIZERS.values())}")
+
+
+def _pair_for_torch(optimizer: Any) -> OptimizerPair:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"torch_optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    for pair in sorted(OPTIMIZERS.values(), key=lambda p: len(p.theirs.__mro__), reverse=True):
+        if isinstance(optimizer, pair.theirs):
+            return pair
+    raise TypeError(f"No numpy_optim counterpart registered for {type(optimizer).__name__}; "
+                    f"expected one of {sorted(p.theirs.__name__ for p in OPTIMIZERS.values())}")
+
+
+def _plain(value: Any) -> Any:
+    """A hyperparameter as plain Python: 1-element tensors and NumPy scalars unwrapped."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"expected a number, got a tensor of shape {tuple(value.shape)}")
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _for_numpy(hyper: dict[str, Any]) -> dict[str, Any]:
+    """numpy_optim's state-dict spelling: tuples (betas) as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
+
+
+def _scalar_dtype(fused: bool) -> torch.dtype:
+    """The dtype torch gives Adam's ``step`` tensors (as ``torch.optim.optimizer._get_scalar_dtype``)."""
+    if fused:
+        return torch.float32
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _check_groups(torch_state_dict: Any) -> tuple[list[Mapping[str, Any]], list[Any]]:
+    """torch's ``param_groups`` and the param ids in entry order, after structural checks."""
+    if not isinstance(torch_state_dict, Mapping):
+        raise TypeError(f"torch_state_dict must be a dict, got {type(torch_state_dict).__name__}")
+    for key in ("state", "param_groups"):
+        if key not in torch_state_dict:
+            raise ValueError(f"torch_state_dict has no {key!r} key (keys: {sorted(torch_state_dict)}); "
+                             "expected a torch.optim optimizer's state_dict()")
+    groups = torch_state_dict["param_groups"]
+    if not isinstance(groups, (list, tuple)):
+        raise TypeError(f"torch_state_dict['param_groups'] must be a list, got {type(groups).__name__}")
+    if not isinstance(torch_state_dict["state"], Mapping):
+        raise TypeError(f"torch_state_dict['state'] must be a dict, got {type(torch_state_dict['state']).__name__}")
+    ids: list[Any] = []
+    for g, group in enumerate(groups):
+        if not isinstance(group, Mapping):
+            raise TypeError(f"torch_state_dict['param_groups'][{g}] must be a dict, got {type(group).__name__}")
+        params = group.get("params")
+        if not isinstance(params, (list, tuple)):
+            raise ValueError(f"torch_state_dict['param_groups'][{g}] has no 'params' list of param ids")
+        ids.extend(params)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"torch_state_dict['param_groups'] lists a param id twice: {ids}")
+    return list(groups), ids
+
+
+def _steps_agree(steps: dict[int, float]) -> int:
+    """The one step count numpy_optim keeps, from torch's per-parameter counts."""
+    values = set(steps.values())
+    if len(values) != 1:
+        detail = ", ".join(f"params[{i}]: {s:g}" for i, s in sorted(steps.items()))
+        raise ValueError(f"torch's per-parameter steps disagree ({detail}); numpy_optim keeps one step "
+                         "count for all entries")
+    (value,) = values
+    if not (value >= 0 and value == int(value)):
+        raise ValueError(f"Invalid torch step: {value!r} (expected a whole number >= 0)")
+    return int(value)
+
+
+# ----- torch -> numpy_optim -----------------------------------------------------------
+
+
+def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.Optimizer, *,
+                   step: int | None = None) -> dict[str, Any]:
+    """Convert a torch optimizer's ``state_dict()`` into a state dict for ``optimizer``.
+
+    Parameters
+    ----------
+    torch_state_dict : dict
+        ``torch_optimizer.state_dict()`` of a ``torch.optim.SGD``, ``Adam`` or ``AdamW``
+        over the parameters that ``optimizer``'s entries hold, in the same order.
+    optimizer : numpy_optim.Optimizer
+        The optimizer the result is meant for (the registry's counterpart of the torch
+        class). Its entries give the count, shapes and dtypes; its defaults and the
+        override keys its entries carry give the result's shape (below). It is not changed.
+    step : int, optional
+        The step count, for torch optimizers that keep none (SGD). By default the
+        optimizer's own count is kept: numpy_optim's SGD uses it for nothing. Adam and
+        AdamW take it from torch and refuse this argument when it disagrees.
+
+    Returns
+    -------
+    dict
+        ``{"step", "defaults", "param_groups", "state", "initial_lrs"}`` for
+        ``optimizer.load_state_dict``: plain Python values (``betas`` as a list) and fresh
+        ndarrays. ``defaults[k]`` is the optimizer's default when an entry that does not
+        override ``k`` has that value in torch, else the value of the first such entry; an
+        entry overrides ``k`` when it did before or when its torch group's value differs
+        from ``defaults[k]`` (so a state dict of ``optimizer`` survives a trip through torch
+        unchanged). ``initial_lrs`` are the groups' ``initial_lr`` where a torch scheduler
+        set one, else the optimizer's own.
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a registered numpy_optim optimizer, a value has the wrong type.
+    ValueError
+        The dict is not a state dict of the counterpart torch class over these parameters
+        (parameter count, hyperparameter names, Adam vs AdamW, buffer names, shapes,
+        dtypes), torch's per-parameter steps disagree, or a value is invalid.
+    """
+    pair = _pair_for_numpy(optimizer)
+    groups, ids = _check_groups(torch_state_dict)
+    entries = optimizer.param_groups
+    if len(ids) != len(entries):
+        raise ValueError(f"torch_state_dict holds {len(ids)} parameters, but the optimizer has "
+                         f"{len(entries)} entries")
+    names = list(optimizer.defaults)
+    decoupled = isinstance(optimizer, numpy_optim.AdamW)
+
+    # Hyperparameters: each torch group's values, validated by numpy_optim's own checks.
+    per_entry: list[dict[str, Any]] = []
+    initial_lrs: list[float] = []
+    for g, group in enumerate(groups):
+        where = f"torch_state_dict['param_groups'][{g}]"
+        missing = [k for k in names if k not in group]
+        unknown = sorted(str(k) for k in group if k not in {*names, *TORCH_ONLY_KEYS, INITIAL_LR, "params"})
+        if missing or unknown:
+            raise ValueError(f"{where} does not hold {type(optimizer).__name__}'s hyperparameters: missing "
+                             f"{missing}, unknown {unknown}; expected a torch.optim.{pair.theirs.__name__} state dict")
+        if "decoupled_weight_decay" in group and bool(group["decoupled_weight_decay"]) != decoupled:
+            kind = "AdamW (decoupled weight decay)" if group["decoupled_weight_decay"] else "Adam (L2 weight decay)"
+            raise ValueError(f"{where} is {kind}, but the optimizer is {type(optimizer).__name__}")
+        try:
+            values = {k: _plain(group[k]) for k in names}
+        except TypeError as error:
+            raise TypeError(f"{where}: {error}") from None
+        hyper = optimizer._check_hyperparameters(f"{where}: ", values)
+        per_entry.extend(dict(hyper) for _ in group["params"])
+        for i in range(len(initial_lrs), len(per_entry)):
+            initial_lrs.append(float(_plain(group[INITIAL_LR])) if INITIAL_LR in group else optimizer.initial_lrs[i])
+
+    defaults: dict[str, Any] = {}
+    overrides: list[dict[str, Any]] = [{} for _ in entries]
+    for k in names:
+        free = [hyper[k] for entry, hyper in zip(entries, per_entry) if k not in entry]
+        own = optimizer.defaults[k]
+        defaults[k] = own if (own in free or not free) else free[0]
+        for i, (entry, hyper) in enumerate(zip(entries, per_entry)):
+            if k in entry or hyper[k] != defaults[k]:
+                overrides[i][k] = hyper[k]
+
+    # Buffers and steps.
+    position = {param_id: i for i, param_id in enumerate(ids)}
+    state: list[dict[str, np.ndarray]] = [{} for _ in entries]
+    steps: dict[int, float] = {}
+    for param_id, saved in torch_state_dict["state"].items():
+        if param_id not in position:
+            raise ValueError(f"torch_state_dict['state'] has param id {param_id!r}, which no param group lists")
+        i = position[param_id]
+        where = f"torch_state_dict['state'][{param_id!r}] (params[{i}])"
+        if not isinstance(saved, Mapping):
+            raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
+        param = entries[i]["params"]
+        hyper = {**defaults, **overrides[i]}
+        allowed = optimizer._buffer_names(hyper)
+        for name, value in saved.items():
+            if name == "step":
+                if not isinstance(value, (torch.Tensor, numbers.Real)) or isinstance(value, bool):
+                    raise TypeError(f"{where}['step'] must be a number or a scalar tensor, got {type(value).__name__}")
+                try:
+                    steps[i] = float(_plain(value))
+                except TypeError as error:
+                    raise TypeError(f"{where}['step']: {error}") from None
+                continue
+            if value is None:  # torch's SGD may record an absent momentum buffer as None
+                continue
+            if name not in allowed:
+                raise ValueError(f"{where} has buffer {name!r}, which {type(optimizer).__name__} does not keep "
+                                 f"with these hyperparameters; it keeps {sorted(allowed)}")
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{where}[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
+            dtype = _NUMPY_DTYPES.get(value.dtype)
+            if tuple(value.shape) != param.shape or dtype != param.dtype:
+                raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)} and dtype {value.dtype}, but "
+                                 f"params[{i}] has shape {param.shape} and dtype {param.dtype}")
+            state[i][name] = np.array(value.detach().cpu().numpy(), dtype=param.dtype, copy=True)
+        missing = sorted(allowed - set(state[i]))
+        if state[i] and missing:
+            raise ValueError(f"{where} lacks the buffers {missing}")
+
+    if pair.torch_has_step:
+        if steps and len(steps) != len(entries):
+            lacking = [i for i in range(len(entries)) if i not in steps]
+            raise ValueError(f"torch has steps for some parameters but none for params{lacking}; numpy_optim "
+                             "keeps one step count for all entries")
+        count = _steps_agree(steps) if steps else 0
+        if step is not None and step != count:
+            raise ValueError(f"step={step!r} disagrees with torch's per-parameter step {count}")
+        if count > 0 and not all(state):
+            raise ValueError(f"torch's step is {count} but params{[i for i, s in enumerate(state) if not s]} "
+                             "have no buffers")
+    elif step is not None:
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"Invalid step: {step!r} (expected an int >= 0)")
+        if step < 0:
+            raise ValueError(f"Invalid step: {step!r} (expected an int >= 0)")
+        count = int(step)
+    else:
+        count = optimizer.state["step"]
+
+    return {
+        "step": int(count),
+        "defaults": _for_numpy(defaults),
+        "param_groups": [_for_numpy(o) for o in overrides],
+        "state": state,
+        "initial_lrs": initial_lrs,
+    }
+
+
+# ----- numpy_optim -> torch -----------------------------------------------------------
+
+
+def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Convert a numpy_optim ``state_dict()`` into a dict ``torch_optimizer.load_state_dict`` accepts.
+
+    Parameters
+    ----------
+    numpy_state_dict : dict
+        ``optimizer.state_dict()`` of a numpy_optim SGD, Adam or AdamW whose entries are
+        ``torch_optimizer``'s parameters in order (group after group).
+    torch_optimizer : torch.optim.Optimizer
+        The receiving ``torch.optim.SGD``, ``Adam`` or ``AdamW``. Its groups say which
+        entries share a group and supply the torch-only keys (``foreach``, ``fused``,
+        ``capturable``, ``differentiable``, ``decoupled_weight_decay``); a group that has an
+        ``initial_lr`` (a scheduler is attached) gets its entries' ``initial_lrs``. Its
+        parameters give the shapes and dtypes. It is not changed.
+
+    Returns
+    -------
+    dict
+        ``{"state": {param_id: {...}}, "param_groups": [...]}`` with fresh tensors. For Adam
+        and AdamW every parameter with buffers gets ``"step"``, a scalar tensor of the dtype
+        torch itself uses (float32, or the default dtype when that is float64 and not fused).
+
+    Raises
+    ------
+    TypeError
+        ``torch_optimizer`` is not a registered torch optimizer, a value has the wrong type.
+    ValueError
+        The dict is not a numpy_optim state dict for these parameters (keys, entry count,
+        hyperparameter names and values, buffer names, shapes, dtypes), entries that share a
+        torch group have different hyperparameters, or (Adam, AdamW) an entry has no buffers
+        although the step count is positive. (Adam and AdamW state dicts look alike: which
+        one is meant is the caller's to get right.)
+    """
+    pair = _pair_for_torch(torch_optimizer)
+    if not isinstance(numpy_state_dict, Mapping):
+        raise TypeError(f"numpy_state_dict must be a dict, got {type(numpy_state_dict).__name__}")
+    expected = {"step", "defaults", "param_groups", "state", "initial_lrs"}
+    if set(numpy_state_dict) != expected:
+        raise ValueError(f"numpy_state_dict has keys {sorted(numpy_state_dict)}, expected {sorted(expected)}")
+    step = numpy_state_dict["step"]
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"Invalid numpy_state_dict['step']: {step!r} (expected an int >= 0)")
+    if step < 0:
+        raise ValueError(f"Invalid numpy_state_dict['step']: {step!r} (expected an int >= 0)")
+    defaults = numpy_state_dict["defaults"]
+    if not isinstance(defaults, Mapping):
+        raise TypeError(f"numpy_state_dict['defaults'] must be a dict, got {type(defaults).__name__}")
+    params = [p for group in torch_optimizer.param_groups for p in group["params"]]
+    for key in ("param_groups", "state", "initial_lrs"):
+        value = numpy_state_dict[key]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"numpy_state_dict[{key!r}] must be a list, got {type(value).__name__}")
+        if len(value) != len(params):
+            raise ValueError(f"numpy_state_dict[{key!r}] has {len(value)} entries, but the torch optimizer has "
+                             f"{len(params)} parameters")
+    names = set(torch_optimizer.defaults) - TORCH_ONLY_KEYS
+    if set(defaults) != names:
+        raise ValueError(f"numpy_state_dict['defaults'] has the hyperparameters {sorted(defaults)}, but "
+                         f"torch.optim.{type(torch_optimizer).__name__} has {sorted(names)}")
+
+    new_groups = []
+    index = 0
+    for g, group in enumerate(torch_optimizer.param_groups):
+        shared: dict[str, Any] | None = None
+        for i in range(index, index + len(group["params"])):
+            overrides = numpy_state_dict["param_groups"][i]
+            if not isinstance(overrides, Mapping):
+                raise TypeError(f"numpy_state_dict['param_groups'][{i}] must be a dict, got {type(overrides).__name__}")
+            if not set(overrides) <= names:
+                raise ValueError(f"numpy_state_dict['param_groups'][{i}] has unknown hyperparameters "
+                                 f"{sorted(set(overrides) - names)}")
+            where = f"numpy_state_dict['param_groups'][{i}]"
+            hyper = {}
+            for k, v in {**defaults, **overrides}.items():
+                try:
+                    hyper[k] = pair.ours._validators[k](k, _plain(v))
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"{where}: {error}") from None
+            if shared is not None and hyper != shared:
+                differ = sorted(k for k in names if hyper[k] != shared[k])
+                raise ValueError(f"entries {index} and {i} share torch param group {g} but differ in {differ}: "
+                                 f"{ {k: shared[k] for k in differ} } vs { {k: hyper[k] for k in differ} }")
+            shared = hyper
+        kept = {k: v for k, v in group.items() if k != "params" and k not in names}
+        if INITIAL_LR in group:
+            rates = {_plain(lr) for lr in numpy_state_dict["initial_lrs"][index:index + len(group["params"])]}
+            if len(rates) > 1:
+                raise ValueError(f"entries {index}..{index + len(group['params']) - 1} share torch param group {g} "
+                                 f"but differ in initial_lrs: {sorted(rates)}")
+            if rates:
+                (rate,) = rates
+                kept[INITIAL_LR] = pair.ours._validators["lr"]("initial_lrs", rate)
+        new_groups.append({**(shared or {}), **kept, "params": list(range(index, index + len(group["params"])))})
+        index += len(group["params"])
+
+    state: dict[int, dict[str, Any]] = {}
+    for i, (param, saved) in enumerate(zip(params, numpy_state_dict["state"])):
+        where = f"numpy_state_dict['state'][{i}]"
+        if not isinstance(saved, Mapping):
+            raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
+        dtype = _NUMPY_DTYPES.get(param.dtype)
+        buffers = {}
+        for name, array in saved.items():
+            if name not in pair.buffers:
+                raise ValueError(f"{where} has buffer {name!r}; torch.optim.{type(torch_optimizer).__name__} "
+                                 f"keeps {list(pair.buffers)}")
+            if not isinstance(array, np.ndarray):
+                raise TypeError(f"{where}[{name!r}] must be a numpy.ndarray, got {type(array).__name__}")
+            if array.shape != tuple(param.shape) or array.dtype != dtype:
+                raise ValueError(f"{where}[{name!r}] has shape {array.shape} and dtype {array.dtype}, but torch "
+                                 f"parameter {i} has shape {tuple(param.shape)} and dtype {param.dtype}")
+            buffers[name] = torch.from_numpy(np.array(array, copy=True)).to(param.device)
+        if pair.torch_has_step and step > 0:
+            if not buffers:
+                raise ValueError(f"{where} has no buffers, but the step count is {step}: torch.optim."
+                                 f"{type(torch_optimizer).__name__} would restart this parameter at step 1")
+            fused = next(bool(grp.get("fused")) for grp in new_groups if i in grp["params"])
+            buffers = {"step": torch.tensor(float(step), dtype=_scalar_dtype(fused)), **buffers}
+        if buffers:
+            state[i] = buffers
+    return {"state": state, "param_groups": new_groups}

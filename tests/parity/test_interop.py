@@ -1,0 +1,457 @@
+"""State interoperability: a run started in torch resumes in numpy_optim, and the reverse.
+
+Every run here trains the same small problem (a separable quadratic per parameter,
+gradients computed by each side from its own parameters) over four parameters of shapes
+(3, 2), (), (5,) and (1,) in two torch groups, the second with ``weight_decay=0``; the
+learning rate is halved before step 5, before the hand-over at step 7. A run handed over
+after step 7 and continued for 13 more steps is compared, at every step, parameters and
+buffers, with the uninterrupted run by the tolerance model of parity/tolerance.py
+(float64: a few ulp per step; float32: no less accurate than torch's own float32 run).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import numpy_optim
+from parity import tolerance
+from parity.interop import numpy_to_torch, torch_to_numpy
+
+SHAPES = [(3, 2), (), (5,), (1,)]
+GROUPS = [[0, 1], [2, 3]]             # torch param groups, as entry indices
+GROUP_OVERRIDES = [{}, {"weight_decay": 0.0}]
+HANDOVER, MORE = 7, 13                # steps before and after the hand-over
+LR_HALVED_BEFORE = 5                  # the learning rate is halved before this step (1-based)
+
+CONFIGS = [
+    pytest.param(numpy_optim.SGD, torch.optim.SGD,
+                 {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}, id="SGD-momentum"),
+    pytest.param(numpy_optim.Adam, torch.optim.Adam,
+                 {"lr": 0.01, "betas": (0.9, 0.9), "weight_decay": 0.01, "amsgrad": True}, id="Adam-amsgrad"),
+    pytest.param(numpy_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}, id="AdamW"),
+]
+DTYPES = [pytest.param("float32", id="float32"), pytest.param("float64", id="float64")]
+BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+# ----- the problem and the two sides --------------------------------------------------
+
+
+class Problem:
+    """``f_i(x) = sum(c_i * (x - target_i)**2) / 2`` per parameter; starting values representable in ``dtype``."""
+
+    def __init__(self, dtype: str, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.dtype = dtype
+        self.x0 = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+        self.curvature = [rng.uniform(0.1, 1.0, size=s) for s in SHAPES]
+        self.target = [rng.standard_normal(s) for s in SHAPES]
+
+    def gradient(self, i: int, x: np.ndarray) -> np.ndarray:
+        g = self.curvature[i].astype(x.dtype) * (x - self.target[i].astype(x.dtype))
+        return np.asarray(g)  # a 0-d result stays an array
+
+
+Record = dict[str, list[np.ndarray]]
+
+
+def make_torch(cls: type, problem: Problem, hyper: dict[str, Any], x: list[np.ndarray] | None = None,
+               dtype: str | None = None, **extra: Any) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    tdtype = getattr(torch, dtype or problem.dtype)
+    params = [torch.tensor(v, dtype=tdtype, requires_grad=True) for v in (x if x is not None else problem.x0)]
+    groups = [{"params": [params[i] for i in members], **o} for members, o in zip(GROUPS, GROUP_OVERRIDES)]
+    return cls(groups, **hyper, **extra), params
+
+
+def make_numpy(cls: type, problem: Problem, hyper: dict[str, Any], x: list[np.ndarray] | None = None,
+               entry_overrides: list[dict[str, Any]] | None = None) -> numpy_optim.Optimizer:
+    arrays = [np.array(v, copy=True) for v in (x if x is not None else problem.x0)]
+    overrides = [GROUP_OVERRIDES[g] for g, members in enumerate(GROUPS) for _ in members]
+    extra = entry_overrides or [{} for _ in arrays]
+    return cls([{"params": a, "grad": np.zeros_like(a), **o, **e} for a, o, e in zip(arrays, overrides, extra)],
+               **hyper)
+
+
+def torch_steps(opt: torch.optim.Optimizer, params: list[torch.Tensor], problem: Problem, steps: range,
+                record: Record) -> None:
+    """Run steps ``steps`` (1-based numbers) in torch, recording parameters and buffers after each."""
+    for t in steps:
+        if t == LR_HALVED_BEFORE:
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        for i, p in enumerate(params):
+            p.grad = torch.from_numpy(problem.gradient(i, p.detach().numpy().copy()))
+        opt.step()
+        for i, p in enumerate(params):
+            record.setdefault(f"params[{i}]", []).append(p.detach().numpy().astype(np.float64))
+            for name in BUFFERS:
+                if opt.state[p].get(name) is not None:
+                    record.setdefault(f"{name}[{i}]", []).append(opt.state[p][name].numpy().astype(np.float64))
+
+
+def numpy_steps(opt: numpy_optim.Optimizer, problem: Problem, steps: range, record: Record) -> None:
+    """Run steps ``steps`` (1-based numbers) in numpy_optim, recording as :func:`torch_steps`."""
+    for t in steps:
+        if t == LR_HALVED_BEFORE:
+            opt.lr = opt.lr * 0.5
+        for i, entry in enumerate(opt.param_groups):
+            entry["grad"][...] = problem.gradient(i, entry["params"])
+        opt.step()
+        for i, entry in enumerate(opt.param_groups):
+            record.setdefault(f"params[{i}]", []).append(entry["params"].astype(np.float64))
+            for name in BUFFERS:
+                if name in opt.state.get(i, {}):
+                    record.setdefault(f"{name}[{i}]", []).append(opt.state[i][name].astype(np.float64))
+
+
+def uninterrupted_torch(cls: type, problem: Problem, hyper: dict[str, Any], dtype: str | None = None,
+                        **extra: Any) -> Record:
+    opt, params = make_torch(cls, problem, hyper, dtype=dtype, **extra)
+    record: Record = {}
+    torch_steps(opt, params, problem, range(1, HANDOVER + MORE + 1), record)
+    return record
+
+
+def assert_tracks(label: str, problem: Problem, resumed: Record, cls: type, hyper: dict[str, Any],
+                  **extra: Any) -> None:
+    """``resumed`` (both sides' steps) is within the tolerance model of the uninterrupted torch run."""
+    theirs = uninterrupted_torch(cls, problem, hyper, **extra)
+    reference = None
+    if problem.dtype == "float32":
+        reference = uninterrupted_torch(cls, problem, hyper, dtype="float64", **extra)
+    assert sorted(resumed) == sorted(theirs)
+    for key in sorted(theirs):
+        ours_k, theirs_k = np.stack(resumed[key]), np.stack(theirs[key])
+        assert ours_k.shape == (HANDOVER + MORE, *theirs_k.shape[1:])
+        initial = float(np.abs(problem.x0[int(key.split("[")[1][:-1])]).max()) if key.startswith("params") else 0.0
+        if reference is None:
+            c = tolerance.compare_float64(key, ours_k, theirs_k, initial=initial)
+        else:
+            c = tolerance.compare_float32(key, ours_k, theirs_k, np.stack(reference[key]), initial=initial)
+        assert c.violation is None, f"{label}: {c.violation}"
+        assert c.steps == HANDOVER + MORE
+
+
+# ----- resuming -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("ours", "theirs", "hyper"), CONFIGS)
+def test_torch_run_resumed_in_numpy_optim_tracks_the_uninterrupted_run(ours, theirs, hyper, dtype):
+    problem = Problem(dtype)
+    opt, params = make_torch(theirs, problem, hyper)
+    record: Record = {}
+    torch_steps(opt, params, problem, range(1, HANDOVER + 1), record)
+
+    resumed = make_numpy(ours, problem, hyper, x=[p.detach().numpy() for p in params])
+    resumed.load_state_dict(torch_to_numpy(opt.state_dict(), resumed))
+    assert resumed.lr == hyper["lr"] * 0.5  # the halved rate came with the state
+    numpy_steps(resumed, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
+
+    assert_tracks(f"{theirs.__name__} -> {ours.__name__}", problem, record, theirs, hyper)
+    if ours is not numpy_optim.SGD:
+        assert resumed.state["step"] == HANDOVER + MORE
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("ours", "theirs", "hyper", "extra"),
+    [pytest.param(*c.values, {}, id=c.id) for c in CONFIGS]
+    + [pytest.param(numpy_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}, {"fused": True},
+                    id="AdamW-fused")],
+)
+def test_numpy_optim_run_resumed_in_torch_tracks_the_uninterrupted_run(ours, theirs, hyper, extra, dtype):
+    problem = Problem(dtype)
+    opt = make_numpy(ours, problem, hyper)
+    record: Record = {}
+    numpy_steps(opt, problem, range(1, HANDOVER + 1), record)
+
+    resumed, params = make_torch(theirs, problem, hyper, x=[e["params"] for e in opt.param_groups], **extra)
+    resumed.load_state_dict(numpy_to_torch(opt.state_dict(), resumed))
+    assert [g["lr"] for g in resumed.param_groups] == [hyper["lr"] * 0.5] * len(GROUPS)
+    torch_steps(resumed, params, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
+
+    assert_tracks(f"{ours.__name__} -> {theirs.__name__}", problem, record, theirs, hyper, **extra)
+    if ours is not numpy_optim.SGD:
+        assert {float(resumed.state[p]["step"]) for p in params} == {HANDOVER + MORE}
+
+
+# ----- round trips --------------------------------------------------------------------
+
+
+def typed(value: Any) -> Any:
+    """``value`` with the type of every leaf spelled out, so that 1 and 1.0 compare unequal."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def assert_numpy_state_dicts_identical(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Equal plain values of equal types, and arrays equal bit for bit (dtype, shape and bytes)."""
+    assert sorted(a) == sorted(b)
+    for key in ("step", "defaults", "param_groups", "initial_lrs"):
+        assert typed(a[key]) == typed(b[key]), key
+    assert [sorted(s) for s in a["state"]] == [sorted(s) for s in b["state"]]
+    for i, (x, y) in enumerate(zip(a["state"], b["state"])):
+        for name in x:
+            assert x[name].dtype == y[name].dtype and x[name].shape == y[name].shape, (i, name)
+            assert x[name].tobytes() == y[name].tobytes(), (i, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("ours", "theirs", "hyper"), CONFIGS)
+def test_numpy_state_dict_survives_a_trip_through_torch_bitwise(ours, theirs, hyper, dtype):
+    problem = Problem(dtype)
+    # Entry 0 also carries an override equal to the default: it must come back as an override.
+    opt = make_numpy(ours, problem, hyper, entry_overrides=[{"weight_decay": hyper["weight_decay"]}, {}, {}, {}])
+    numpy_steps(opt, problem, range(1, HANDOVER + 1), {})
+    saved = opt.state_dict()
+    before = copy.deepcopy(saved)
+
+    torch_opt, _ = make_torch(theirs, problem, hyper)
+    torch_opt.load_state_dict(numpy_to_torch(saved, torch_opt))
+    back = torch_to_numpy(torch_opt.state_dict(), opt)
+
+    assert_numpy_state_dicts_identical(back, saved)
+    assert_numpy_state_dicts_identical(saved, before)  # the source is untouched
+    opt.load_state_dict(back)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("ours", "theirs", "hyper"), CONFIGS)
+def test_torch_state_dict_survives_a_trip_through_numpy_optim(ours, theirs, hyper, dtype):
+    problem = Problem(dtype)
+    torch_opt, params = make_torch(theirs, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, HANDOVER + 1), {})
+    saved = torch_opt.state_dict()
+
+    opt = make_numpy(ours, problem, hyper)
+    back = numpy_to_torch(torch_to_numpy(saved, opt), torch_opt)
+
+    assert back["param_groups"] == saved["param_groups"]
+    assert sorted(back["state"]) == sorted(saved["state"])
+    for param_id, buffers in saved["state"].items():
+        assert sorted(back["state"][param_id]) == sorted(buffers)
+        for name, value in buffers.items():
+            assert back["state"][param_id][name].dtype == value.dtype, (param_id, name)
+            assert torch.equal(back["state"][param_id][name], value), (param_id, name)
+            assert back["state"][param_id][name].data_ptr() != value.data_ptr()
+
+
+# ----- how groups, steps and torch-only keys are mapped -------------------------------
+
+
+def test_torch_groups_become_numpy_defaults_and_per_entry_overrides():
+    problem = Problem("float64")
+    hyper = {"lr": 0.01, "weight_decay": 0.1}
+    torch_opt, params = make_torch(torch.optim.AdamW, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, HANDOVER + 1), {})
+    opt = make_numpy(numpy_optim.AdamW, problem, hyper)
+
+    converted = torch_to_numpy(torch_opt.state_dict(), opt)
+
+    assert converted["step"] == HANDOVER
+    assert converted["defaults"] == {"lr": 0.005, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1,
+                                     "amsgrad": False, "maximize": False}
+    assert converted["param_groups"] == [{}, {}, {"weight_decay": 0.0}, {"weight_decay": 0.0}]
+    assert converted["initial_lrs"] == opt.initial_lrs == [0.01] * 4
+    assert [sorted(s) for s in converted["state"]] == [["exp_avg", "exp_avg_sq"]] * 4
+    for x, p in zip(converted["state"], params):
+        np.testing.assert_array_equal(x["exp_avg"], torch_opt.state[p]["exp_avg"].numpy(), strict=True)
+        assert not np.shares_memory(x["exp_avg"], torch_opt.state[p]["exp_avg"].numpy())
+
+
+def test_a_torch_schedulers_initial_lr_maps_to_initial_lrs_both_ways():
+    problem = Problem("float64")
+    hyper = {"lr": 0.1, "momentum": 0.9}
+    torch_opt, params = make_torch(torch.optim.SGD, problem, hyper)
+    scheduler = torch.optim.lr_scheduler.StepLR(torch_opt, step_size=3, gamma=0.5)
+    for _ in range(HANDOVER):
+        for i, p in enumerate(params):
+            p.grad = torch.from_numpy(problem.gradient(i, p.detach().numpy().copy()))
+        torch_opt.step()
+        scheduler.step()
+    opt = make_numpy(numpy_optim.SGD, problem, {**hyper, "lr": 0.3})
+
+    converted = torch_to_numpy(torch_opt.state_dict(), opt, step=HANDOVER)
+    assert converted["initial_lrs"] == [0.1] * 4          # the groups' initial_lr, not the optimizer's 0.3
+    assert converted["defaults"]["lr"] == 0.1 * 0.5**2    # the decayed rate
+    assert converted["step"] == HANDOVER
+
+    converted["initial_lrs"] = [0.2] * 4
+    back = numpy_to_torch(converted, torch_opt)
+    assert [g["initial_lr"] for g in back["param_groups"]] == [0.2, 0.2]
+    bare, _ = make_torch(torch.optim.SGD, problem, hyper)  # no scheduler: no initial_lr key is added
+    assert all("initial_lr" not in g for g in numpy_to_torch(converted, bare)["param_groups"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "step_dtype"),
+    [({}, torch.float32), ({"foreach": True}, torch.float32), ({"fused": True}, torch.float32)],
+    ids=["default", "foreach", "fused"],
+)
+def test_numpy_to_torch_keeps_the_torch_only_keys_and_torchs_step_dtype(extra, step_dtype):
+    problem = Problem("float32")
+    hyper = {"lr": 0.01, "weight_decay": 0.1}
+    opt = make_numpy(numpy_optim.AdamW, problem, hyper)
+    numpy_steps(opt, problem, range(1, 4), {})
+    torch_opt, params = make_torch(torch.optim.AdamW, problem, hyper, **extra)
+    own = [{k: g[k] for k in ("foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay")}
+           for g in torch_opt.param_groups]
+
+    converted = numpy_to_torch(opt.state_dict(), torch_opt)
+
+    assert [{k: g[k] for k in own[0]} for g in converted["param_groups"]] == own
+    assert [g["params"] for g in converted["param_groups"]] == GROUPS
+    for buffers in converted["state"].values():
+        assert buffers["step"].dtype == step_dtype and buffers["step"].shape == () and float(buffers["step"]) == 3
+    torch_opt.load_state_dict(converted)
+    torch_steps(torch_opt, params, problem, range(4, 6), {})
+    assert {float(torch_opt.state[p]["step"]) for p in params} == {5}
+
+
+def test_step_follows_torchs_float64_default_dtype():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        problem = Problem("float64")
+        opt = make_numpy(numpy_optim.Adam, problem, {"lr": 0.01})
+        numpy_steps(opt, problem, range(1, 3), {})
+        torch_opt, _ = make_torch(torch.optim.Adam, problem, {"lr": 0.01})
+        converted = numpy_to_torch(opt.state_dict(), torch_opt)
+    finally:
+        torch.set_default_dtype(previous)
+    assert {b["step"].dtype for b in converted["state"].values()} == {torch.float64}
+
+
+def test_sgd_keeps_the_numpy_step_count_which_torch_does_not_record():
+    problem = Problem("float64")
+    hyper = {"lr": 0.05, "momentum": 0.9}
+    torch_opt, params = make_torch(torch.optim.SGD, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, 4), {})
+    opt = make_numpy(numpy_optim.SGD, problem, hyper)
+    assert torch_to_numpy(torch_opt.state_dict(), opt)["step"] == 0          # the optimizer's own count
+    converted = torch_to_numpy(torch_opt.state_dict(), opt, step=3)
+    assert converted["step"] == 3
+    back = numpy_to_torch(converted, torch_opt)["state"]
+    assert [sorted(s) for s in back.values()] == [["momentum_buffer"]] * 4   # and torch gets no step
+
+
+# ----- refusals -----------------------------------------------------------------------
+
+
+def _adam_pair(dtype: str = "float64", steps: int = 2) -> tuple[Any, Any, list[torch.Tensor]]:
+    problem = Problem(dtype)
+    hyper = {"lr": 0.01, "weight_decay": 0.01}
+    torch_opt, params = make_torch(torch.optim.Adam, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, steps + 1), {})
+    return make_numpy(numpy_optim.Adam, problem, hyper), torch_opt, params
+
+
+def _set_step(sd: dict[str, Any], param_id: int, value: float) -> None:
+    sd["state"][param_id]["step"] = torch.tensor(value)
+
+
+TORCH_TO_NUMPY_REFUSALS = [
+    pytest.param(lambda sd, opt: ([1, 2], opt), TypeError, "must be a dict", id="not-a-dict"),
+    pytest.param(lambda sd, opt: ({"state": sd["state"]}, opt), ValueError, "no 'param_groups'", id="no-groups"),
+    pytest.param(lambda sd, opt: (sd, object()), TypeError, "numpy_optim optimizer", id="not-numpy-optim"),
+    pytest.param(lambda sd, opt: (sd, numpy_optim.Adam(opt.param_groups[:3])), ValueError, "holds 4 parameters",
+                 id="parameter-count"),
+    pytest.param(lambda sd, opt: (_set_step(sd, 2, 5.0) or sd, opt), ValueError, "steps disagree",
+                 id="steps-disagree"),
+    pytest.param(lambda sd, opt: (sd["state"].pop(3) and sd, opt), ValueError, "none for params[3]",
+                 id="a-parameter-without-state"),
+    pytest.param(lambda sd, opt: (sd["state"][0].pop("exp_avg_sq") is not None and sd, opt), ValueError,
+                 "lacks the buffers ['exp_avg_sq']", id="missing-buffer"),
+    pytest.param(lambda sd, opt: (sd["state"][0].update(exp_avg=torch.zeros(3)) or sd, opt), ValueError,
+                 "has shape (3,) and dtype torch.float32, but params[0] has shape (3, 2)", id="buffer-shape"),
+    pytest.param(lambda sd, opt: (sd["state"][1].update(exp_avg=torch.zeros((), dtype=torch.float32)) or sd, opt),
+                 ValueError, "dtype torch.float32, but params[1] has shape () and dtype float64", id="buffer-dtype"),
+    pytest.param(lambda sd, opt: (sd["state"][0].update(momentum_buffer=torch.zeros(3, 2, dtype=torch.float64))
+                                  or sd, opt), ValueError, "has buffer 'momentum_buffer'", id="foreign-buffer"),
+    pytest.param(lambda sd, opt: (sd, numpy_optim.AdamW([dict(e) for e in opt.param_groups])), ValueError,
+                 "is Adam (L2 weight decay), but the optimizer is AdamW", id="adam-into-adamw"),
+    pytest.param(lambda sd, opt: (sd, numpy_optim.SGD([dict(e) for e in opt.param_groups])), ValueError,
+                 "missing ['momentum', 'dampening', 'nesterov']", id="adam-into-sgd"),
+    pytest.param(lambda sd, opt: (sd["param_groups"][1].update(lr=-1.0) or sd, opt), ValueError,
+                 "torch_state_dict['param_groups'][1]: Invalid lr value: -1.0", id="invalid-lr"),
+    pytest.param(lambda sd, opt: (sd["param_groups"][0].update(my_flag=True) or sd, opt), ValueError,
+                 "unknown ['my_flag']", id="unknown-group-key"),
+    pytest.param(lambda sd, opt: (sd["state"].update({9: {}}) or sd, opt), ValueError, "param id 9",
+                 id="unknown-param-id"),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "error", "fragment"), TORCH_TO_NUMPY_REFUSALS)
+def test_torch_to_numpy_refuses_what_does_not_fit(corrupt, error, fragment):
+    opt, torch_opt, _ = _adam_pair()
+    saved, target = corrupt(torch_opt.state_dict(), opt)
+    with pytest.raises(error) as caught:
+        torch_to_numpy(saved, target)
+    assert fragment in str(caught.value)
+
+
+def test_torch_to_numpy_refuses_a_step_argument_that_disagrees_with_torch():
+    opt, torch_opt, _ = _adam_pair(steps=2)
+    with pytest.raises(ValueError, match="step=3 disagrees with torch's per-parameter step 2"):
+        torch_to_numpy(torch_opt.state_dict(), opt, step=3)
+
+
+def _numpy_saved(steps: int = 2) -> tuple[dict[str, Any], torch.optim.Optimizer]:
+    opt, torch_opt, _ = _adam_pair(steps=0)
+    numpy_steps(opt, Problem("float64"), range(1, steps + 1), {})
+    return opt.state_dict(), torch_opt
+
+
+NUMPY_TO_TORCH_REFUSALS = [
+    pytest.param(lambda sd, t: ([1], t), TypeError, "must be a dict", id="not-a-dict"),
+    pytest.param(lambda sd, t: (sd, object()), TypeError, "torch.optim.Optimizer", id="not-torch"),
+    pytest.param(lambda sd, t: ({k: v for k, v in sd.items() if k != "initial_lrs"}, t), ValueError,
+                 "has keys", id="missing-key"),
+    pytest.param(lambda sd, t: ({**sd, "step": True}, t), TypeError, "Invalid numpy_state_dict['step']",
+                 id="bool-step"),
+    pytest.param(lambda sd, t: ({**sd, "step": -1}, t), ValueError, "Invalid numpy_state_dict['step']",
+                 id="negative-step"),
+    pytest.param(lambda sd, t: ({**sd, "state": sd["state"][:3]}, t), ValueError, "has 3 entries", id="entry-count"),
+    pytest.param(lambda sd, t: ({**sd, "param_groups": [{"weight_decay": 0.5}, {}, {}, {}]}, t), ValueError,
+                 "entries 0 and 1 share torch param group 0 but differ in ['weight_decay']", id="group-split"),
+    pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"lr": -2.0}, {}]}, t), ValueError,
+                 "numpy_state_dict['param_groups'][2]: Invalid lr value: -2.0", id="invalid-lr"),
+    pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"momentum": 0.9}, {}]}, t), ValueError,
+                 "unknown hyperparameters ['momentum']", id="foreign-hyperparameter"),
+    pytest.param(lambda sd, t: (sd, torch.optim.SGD([p for g in t.param_groups for p in g["params"]])), ValueError,
+                 "but torch.optim.SGD has", id="adam-into-sgd"),
+    pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": np.zeros(3)}, *sd["state"][1:]]}, t),
+                 ValueError, "has shape (3,) and dtype float64, but torch parameter 0 has shape (3, 2)",
+                 id="buffer-shape"),
+    pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": sd["state"][0]["exp_avg"]
+                                                  .astype(np.float32)}, *sd["state"][1:]]}, t),
+                 ValueError, "dtype float32, but torch parameter 0 has shape (3, 2) and dtype torch.float64",
+                 id="buffer-dtype"),
+    pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": [0.0]}, *sd["state"][1:]]}, t),
+                 TypeError, "must be a numpy.ndarray", id="buffer-type"),
+    pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "momentum_buffer": sd["state"][0]["exp_avg"]},
+                                                 *sd["state"][1:]]}, t),
+                 ValueError, "has buffer 'momentum_buffer'", id="foreign-buffer"),
+    pytest.param(lambda sd, t: ({**sd, "state": [{}, *sd["state"][1:]]}, t), ValueError,
+                 "has no buffers, but the step count is 2", id="adam-entry-without-buffers"),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "error", "fragment"), NUMPY_TO_TORCH_REFUSALS)
+def test_numpy_to_torch_refuses_what_does_not_fit(corrupt, error, fragment):
+    saved, torch_opt = _numpy_saved()
+    before = copy.deepcopy(torch_opt.state_dict())
+    sd, target = corrupt(saved, torch_opt)
+    with pytest.raises(error) as caught:
+        numpy_to_torch(sd, target)
+    assert fragment in str(caught.value)
+    assert torch_opt.state_dict()["param_groups"] == before["param_groups"]  # the torch optimizer is untouched
