@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _blocks
 from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
 
 
@@ -49,6 +50,13 @@ def adam_update_(
     :math:`\theta \leftarrow \theta - \alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)` with
     :math:`\hat m_t = m_t / (1 - \beta_1^t)`, :math:`\hat v_t = v_t / (1 - \beta_2^t)`.
     ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``.
+
+    This is the plain reference, one whole-array NumPy expression per line (each
+    allocates a temporary). The optimizer classes run the very same operations through
+    :func:`_adam_block_` instead: block by block into reused scratch buffers, small parameters
+    batched, large ones over threads (``numpy_optim/_blocks.py``), with bitwise the same
+    results; ``numpy_optim._blocks.settings.enabled = False`` makes them call this
+    function.
     """
     if maximize:
         grad = -grad
@@ -81,6 +89,87 @@ def adam_update_(
     # torch adds eps AFTER the bias correction: sqrt(v) / sqrt(bc2) + eps.
     denom = np.sqrt(second_moment) / bias_correction2_sqrt + eps
     param += (-step_size * exp_avg) / denom
+
+
+# --------------------------------------------------------------------------------------
+# The same update, block by block, without temporaries (see numpy_optim/_blocks.py).
+# --------------------------------------------------------------------------------------
+
+
+class _AdamScalars(NamedTuple):
+    """The Python-float scalars of one step of :func:`adam_update_`, computed once."""
+
+    maximize: bool
+    weight_decay: float
+    decoupled_weight_decay: bool
+    decay: float  # 1 - lr * weight_decay
+    weight: float  # 1 - beta1
+    one_minus_weight: float  # 1 - weight
+    beta2: float
+    one_minus_beta2: float  # 1 - beta2
+    amsgrad: bool
+    bias_correction2_sqrt: float
+    eps: float
+    neg_step_size: float  # -lr / bias_correction1
+
+
+def _adam_scalars(
+    *, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+    amsgrad: bool, maximize: bool, decoupled_weight_decay: bool,
+) -> _AdamScalars:
+    """Every scalar :func:`adam_update_` uses, by the very same Python expressions."""
+    weight = 1 - beta1
+    bias_correction1 = 1 - beta1 ** float(step)
+    bias_correction2 = 1 - beta2 ** float(step)
+    step_size = lr / bias_correction1
+    return _AdamScalars(
+        maximize=maximize, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+        decay=1 - lr * weight_decay, weight=weight, one_minus_weight=1 - weight, beta2=beta2,
+        one_minus_beta2=1 - beta2, amsgrad=amsgrad, bias_correction2_sqrt=bias_correction2**0.5,
+        eps=eps, neg_step_size=-step_size,
+    )
+
+
+def _adam_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _AdamScalars) -> None:
+    """:func:`adam_update_` on one block of 1-d arrays, writing into ``scratch`` (``out=``).
+
+    The same ufuncs with the same operands in the same order as :func:`adam_update_`
+    (each line below names the expression it replaces), so every element is bitwise the
+    same. ``arrays`` is ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``;
+    ``scratch`` holds three work arrays ``t``, ``d``, ``u``.
+    """
+    param, grad, exp_avg, exp_avg_sq = arrays[:4]
+    t, d, u = scratch
+    if k.maximize:
+        grad = np.negative(grad, u)  # grad = -grad
+    if k.weight_decay != 0:
+        if k.decoupled_weight_decay:
+            np.multiply(param, k.decay, param)  # param *= 1 - lr * weight_decay
+        else:
+            np.multiply(k.weight_decay, param, t)  # grad = grad + weight_decay * param
+            grad = np.add(grad, t, u)
+    if k.weight < 0.5:
+        np.subtract(grad, exp_avg, t)  # exp_avg += weight * (grad - exp_avg)
+        np.multiply(k.weight, t, t)
+        np.add(exp_avg, t, exp_avg)
+    else:
+        np.subtract(grad, exp_avg, t)  # exp_avg[...] = grad - (grad - exp_avg) * (1 - weight)
+        np.multiply(t, k.one_minus_weight, t)
+        np.subtract(grad, t, exp_avg)
+    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)  # exp_avg_sq *= beta2
+    np.multiply(k.one_minus_beta2, grad, t)  # exp_avg_sq += ((1 - beta2) * grad) * grad
+    np.multiply(t, grad, t)
+    np.add(exp_avg_sq, t, exp_avg_sq)
+    second_moment = exp_avg_sq
+    if k.amsgrad:
+        # np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4])
+    np.sqrt(second_moment, d)  # denom = np.sqrt(second_moment) / bias_correction2_sqrt + eps
+    np.divide(d, k.bias_correction2_sqrt, d)
+    np.add(d, k.eps, d)
+    np.multiply(k.neg_step_size, exp_avg, t)  # param += (-step_size * exp_avg) / denom
+    np.divide(t, d, t)
+    np.add(param, t, param)
 
 
 class Adam(Optimizer):
@@ -170,6 +259,35 @@ class Adam(Optimizer):
             weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
             maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
         )
+
+    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
+        """All entries at once: those with equal hyperparameters and dtype go through
+        :func:`_adam_block_` together (blocked, batched, threaded); the rest, and everything
+        when ``_blocks.settings.enabled`` is False, through :meth:`_update`."""
+        if not _blocks.settings.enabled:
+            super()._update_entries(hyperparameters, step)
+            return
+        groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[tuple[np.ndarray, ...]]]] = {}
+        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
+            param, grad = entry["params"], entry["grad"]
+            arrays: tuple[np.ndarray, ...] = (
+                param, grad, self._buffer(index, "exp_avg", param)[0], self._buffer(index, "exp_avg_sq", param)[0],
+            )
+            if hyper["amsgrad"]:
+                arrays += (self._buffer(index, "max_exp_avg_sq", param)[0],)
+            if _blocks.blockable(arrays):
+                groups.setdefault(_blocks.group_key(entry, hyper), (hyper, []))[1].append(arrays)
+            else:
+                self._update(index, param, grad, hyper, step)
+        for hyper, items in groups.values():
+            beta1, beta2 = hyper["betas"]
+            scalars = _adam_scalars(
+                step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
+                weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
+                maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
+            )
+            written = (0, 2, 3, 4) if hyper["amsgrad"] else (0, 2, 3)
+            _blocks.run(_adam_block_, items, scalars, written=written, n_scratch=3)
 
 
 class AdamW(Adam):

@@ -243,8 +243,17 @@ class Optimizer:
         """Update every parameter in place from its gradient (one optimizer step)."""
         hyperparameters = self._check_entries(self.param_groups)  # everything, before any write
         self.state["step"] += 1
+        self._update_entries(hyperparameters, self.state["step"])
+
+    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
+        """Update every entry (``hyperparameters[i]`` are entry ``i``'s, already validated).
+
+        The default calls :meth:`_update` entry by entry; a subclass may override this to
+        process entries together (numpy_optim's SGD and Adam batch them through
+        ``numpy_optim._blocks``).
+        """
         for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
-            self._update(index, entry["params"], entry["grad"], hyper, self.state["step"])
+            self._update(index, entry["params"], entry["grad"], hyper, step)
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _update")

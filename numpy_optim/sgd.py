@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _blocks
 from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
 
 
@@ -39,6 +40,13 @@ def sgd_update_(
     with learning rate :math:`\alpha`, momentum :math:`\mu`, dampening :math:`\tau` and
     weight decay :math:`\lambda`. ``momentum_buffer`` is ignored (may be None) when
     ``momentum == 0``.
+
+    This is the plain reference, one whole-array NumPy expression per line (each
+    allocates a temporary). The optimizer classes run the very same operations through
+    :func:`_sgd_block_` instead: block by block into reused scratch buffers, small parameters
+    batched, large ones over threads (``numpy_optim/_blocks.py``), with bitwise the same
+    results; ``numpy_optim._blocks.settings.enabled = False`` makes them call this
+    function.
     """
     if maximize:
         grad = -grad
@@ -55,6 +63,54 @@ def sgd_update_(
         grad = grad + momentum * momentum_buffer if nesterov else momentum_buffer
     # lr sits outside the buffer, so a learning rate changed mid-run rescales the whole step.
     param += -lr * grad
+
+
+# --------------------------------------------------------------------------------------
+# The same update, block by block, without temporaries (see numpy_optim/_blocks.py).
+# --------------------------------------------------------------------------------------
+
+
+class _SGDScalars(NamedTuple):
+    """The Python-float scalars of one step of :func:`sgd_update_`."""
+
+    maximize: bool
+    weight_decay: float
+    momentum: float
+    one_minus_dampening: float  # 1 - dampening
+    nesterov: bool
+    first: bool
+    neg_lr: float  # -lr
+
+
+def _sgd_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _SGDScalars) -> None:
+    """:func:`sgd_update_` on one block of 1-d arrays, writing into ``scratch`` (``out=``).
+
+    The same ufuncs with the same operands in the same order as :func:`sgd_update_` (each
+    line names the expression it replaces), so every element is bitwise the same.
+    ``arrays`` is ``[param, grad(, momentum_buffer)]``; ``scratch`` holds ``t`` and ``u``.
+    """
+    param, grad = arrays[:2]
+    t, u = scratch
+    if k.maximize:
+        grad = np.negative(grad, u)  # grad = -grad
+    if k.weight_decay != 0:
+        np.multiply(k.weight_decay, param, t)  # grad = grad + weight_decay * param
+        grad = np.add(grad, t, u)
+    if k.momentum != 0:
+        buf = arrays[2]
+        if k.first:
+            np.copyto(buf, grad)  # momentum_buffer[...] = grad
+        else:
+            np.multiply(buf, k.momentum, buf)  # momentum_buffer *= momentum
+            np.multiply(k.one_minus_dampening, grad, t)  # momentum_buffer += (1 - dampening) * grad
+            np.add(buf, t, buf)
+        if k.nesterov:
+            np.multiply(k.momentum, buf, t)  # grad = grad + momentum * momentum_buffer
+            grad = np.add(grad, t, u)
+        else:
+            grad = buf
+    np.multiply(k.neg_lr, grad, t)  # param += -lr * grad
+    np.add(param, t, param)
 
 
 class SGD(Optimizer):
@@ -142,9 +198,41 @@ class SGD(Optimizer):
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
         buf, first = self._buffer(index, "momentum_buffer", param) if hyper["momentum"] != 0 else (None, False)
+        self._plain(param, grad, buf, first, hyper)
+
+    @staticmethod
+    def _plain(param: np.ndarray, grad: np.ndarray, buf: np.ndarray | None, first: bool, hyper: dict[str, Any]) -> None:
         sgd_update_(
             param, grad, buf,
             lr=hyper["lr"], momentum=hyper["momentum"], dampening=hyper["dampening"],
             weight_decay=hyper["weight_decay"], nesterov=hyper["nesterov"],
             maximize=hyper["maximize"], first=first,
         )
+
+    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
+        """All entries at once: those with equal hyperparameters, dtype and first-step flag
+        go through :func:`_sgd_block_` together (blocked, batched, threaded); the rest, and
+        everything when ``_blocks.settings.enabled`` is False, through :meth:`_update`."""
+        if not _blocks.settings.enabled:
+            super()._update_entries(hyperparameters, step)
+            return
+        groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
+        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
+            param, grad = entry["params"], entry["grad"]
+            arrays: tuple[np.ndarray, ...] = (param, grad)
+            first = False
+            if hyper["momentum"] != 0:
+                buf, first = self._buffer(index, "momentum_buffer", param)
+                arrays += (buf,)
+            if _blocks.blockable(arrays):
+                groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(arrays)
+            else:
+                self._plain(param, grad, arrays[2] if len(arrays) > 2 else None, first, hyper)
+        for hyper, first, items in groups.values():
+            scalars = _SGDScalars(
+                maximize=hyper["maximize"], weight_decay=hyper["weight_decay"], momentum=hyper["momentum"],
+                one_minus_dampening=1 - hyper["dampening"], nesterov=hyper["nesterov"], first=first,
+                neg_lr=-hyper["lr"],
+            )
+            written = (0, 2) if hyper["momentum"] != 0 else (0,)
+            _blocks.run(_sgd_block_, items, scalars, written=written, n_scratch=2)

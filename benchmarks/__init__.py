@@ -1,0 +1,1 @@
+"""pytest-benchmark timings of numpy_optim against torch.optim (see README: Performance)."""

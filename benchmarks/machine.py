@@ -1,0 +1,110 @@
+"""Describe the machine a benchmark ran on (saved in pytest-benchmark's JSON by conftest.py).
+
+>>> info = describe()
+>>> sorted(info)[:3]
+['blas', 'caches', 'cores']
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "ATEN_CPU_CAPABILITY", "NUMPY_OPTIM_THREADS",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _caches() -> dict[str, str]:
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        caches[f"L{level} {kind}"] = size
+    return caches
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _blas() -> dict[str, Any]:
+    blas: dict[str, Any] = {}
+    try:
+        config = np.show_config(mode="dicts")  # type: ignore[func-returns-value]
+        dependency = config["Build Dependencies"]["blas"]
+        blas["numpy"] = f"{dependency.get('name')} {dependency.get('version')}"
+        blas["numpy SIMD"] = config.get("SIMD Extensions", {})
+    except Exception as error:  # older NumPy: no dict mode
+        blas["numpy"] = f"unknown ({error})"
+    try:
+        import threadpoolctl
+
+        blas["threadpools"] = [
+            {k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads")}
+            for pool in threadpoolctl.threadpool_info()
+        ]
+    except ImportError:
+        blas["threadpools"] = "threadpoolctl not installed"
+    return blas
+
+
+def describe() -> dict[str, Any]:
+    """CPU, cores, caches, memory, versions, BLAS, thread settings, numpy_optim's blocking."""
+    from numpy_optim import _blocks
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": {"logical": os.cpu_count(), "usable by this process": usable},
+        "caches": _caches(),
+        "memory": _memory(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": _blas(),
+        "thread environment": {name: os.environ.get(name, "(unset)") for name in THREAD_VARIABLES},
+        "numpy_optim blocks": {
+            "enabled": _blocks.settings.enabled,
+            "block_bytes": _blocks.settings.block_bytes,
+            "threads": _blocks.settings.threads,
+            "parallel_min_bytes": _blocks.settings.parallel_min_bytes,
+            "batch_max_fraction": _blocks.settings.batch_max_fraction,
+        },
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch threads"] = {"intra-op": torch.get_num_threads(), "inter-op": torch.get_num_interop_threads()}
+        info["torch parallel"] = [line.strip() for line in torch.__config__.parallel_info().splitlines()[:6]]
+    except ImportError:
+        info["torch"] = "not installed"
+    return info

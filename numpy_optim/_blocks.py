@@ -1,0 +1,340 @@
+"""Blocked, threaded, allocation-free execution of the elementwise update kernels.
+
+An optimizer update is elementwise: element ``k`` of every output depends only on element
+``k`` of the inputs. The plain kernels (:func:`numpy_optim.sgd_update_`,
+:func:`numpy_optim.adam_update_`) apply a dozen whole-array NumPy operations, each of
+which allocates a temporary the size of the parameter and streams it through memory.
+Here the same operations, in the same order, with the same scalar operands, run
+
+* into scratch buffers (``out=``) that belong to the thread and are reused from step to
+  step, so a steady-state step allocates nothing the size of a parameter;
+* block by block (:attr:`Settings.block_bytes` per array), so the dozen passes of an
+  Adam update over one block hit cache instead of memory;
+* over threads for large parameters, contiguous runs of blocks per thread (NumPy
+  releases the GIL inside ufunc loops);
+* with small parameters gathered into one block-sized batch (exact copies), so the ~14
+  ufunc calls of an Adam update are paid once per batch instead of once per parameter.
+
+Every element still goes through exactly the same IEEE operations as in the plain kernel,
+so trajectories are bitwise identical to it (``tests/unit/test_blocked.py`` checks this
+for every optimizer configuration). ``settings.enabled = False`` (or
+``with configured(enabled=False):``) makes the optimizers call the plain kernels again.
+
+Floating-point errors behave as in the plain kernels: workers run in a copy of the
+caller's context, so ``np.errstate`` applies to them too. Under ``np.errstate(all="raise")``
+a step that raises leaves its arrays partly updated, as the plain kernels do, though not
+at the same point.
+
+A block kernel has the signature ``kernel(arrays, scratch, constants)``: ``arrays`` are
+1-d views of equal length (parameter, gradient, state buffers, in the order the optimizer
+lists them), updated in place; ``scratch`` is a list of ``n_scratch`` 1-d work arrays of
+the same length and dtype, whose contents on entry are garbage; ``constants`` is whatever
+the optimizer computed once for the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import numpy as np
+
+Kernel = Callable[[list[np.ndarray], list[np.ndarray], Any], None]
+
+
+def _default_threads() -> int:
+    """``$NUMPY_OPTIM_THREADS`` if set, else the number of cores this process may run on."""
+    configured = os.environ.get("NUMPY_OPTIM_THREADS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Settings:
+    """How the optimizers run their kernels (module-level: ``numpy_optim._blocks.settings``).
+
+    Attributes
+    ----------
+    enabled : bool
+        False: every entry goes through the plain, allocating kernel (the reference).
+    block_bytes : int
+        Bytes per array in one block (512 KiB: 131,072 float32 elements). Smaller blocks
+        keep the seven arrays an Adam block touches in L2 (2 MiB on the reference machine),
+        but every ufunc call then ends sooner, and with two threads each call end is a
+        chance to wait for the GIL: measured on the reference machine, AdamW on 10M
+        float32 took 32 / 23 / 20 / 22 ms with 128 / 256 / 512 / 1024 KiB blocks.
+    threads : int
+        Threads a step may use (the calling thread plus ``threads - 1`` pool workers).
+        Defaults to ``$NUMPY_OPTIM_THREADS``, else the number of cores this process may
+        run on.
+    parallel_min_bytes : int
+        A group of parameters smaller than this (per array) runs in the calling thread
+        only. Every ufunc call releases and re-takes the GIL, and each time the other
+        thread holds it the wait costs a thread wake-up: measured on a 2-core VM, a second
+        thread pays off for one 10M-element parameter (40 MB) but not for 2.4M elements
+        spread over 200 parameters.
+    batch_max_fraction : int
+        Parameters of at most ``block / batch_max_fraction`` elements are gathered into
+        block-sized batches; larger ones are processed in place, block by block.
+        (Gathering larger ones too, to give threads longer ufunc calls, was measured
+        slower: the copies cost more than the threads win.)
+    """
+
+    enabled: bool = True
+    block_bytes: int = 512 * 1024
+    threads: int = _default_threads()
+    parallel_min_bytes: int = 16 * 1024 * 1024
+    batch_max_fraction: int = 32
+
+
+settings = Settings()
+
+
+@contextlib.contextmanager
+def configured(**changes: Any) -> Iterator[Settings]:
+    """Temporarily change :data:`settings` (e.g. ``configured(enabled=False)``)."""
+    names = {f.name for f in fields(Settings)}
+    unknown = set(changes) - names
+    if unknown:
+        raise TypeError(f"Unknown setting(s) {sorted(unknown)}; expected some of {sorted(names)}")
+    saved = {name: getattr(settings, name) for name in changes}
+    for name, value in changes.items():
+        setattr(settings, name, value)
+    try:
+        yield settings
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
+
+
+def blockable(arrays: Sequence[np.ndarray]) -> bool:
+    """Whether these arrays can go through the blocked path (else: the plain kernel).
+
+    Every array must be C-contiguous (so a flat view lines up element ``k`` of each), and
+    the parameter may not overlap its gradient (the plain kernel writes the parameter
+    before it has finished reading the gradient; blocks would interleave differently).
+    The state buffers are the optimizer's own and overlap nothing.
+    """
+    for array in arrays:
+        if not array.flags.c_contiguous:
+            return False
+    param, grad = arrays[0], arrays[1]
+    if param.base is None and grad.base is None:  # two arrays that own their memory
+        return param is not grad
+    return not np.may_share_memory(param, grad)
+
+
+def group_key(entry: dict[str, Any], hyper: dict[str, Any], *extra: Any) -> tuple[Any, ...]:
+    """Entries with equal keys may share one kernel call: same dtype, same hyperparameters.
+
+    Equal means bit for bit (``repr``: ``0.0`` and ``-0.0`` are equal as dict keys, but
+    ``-lr * g`` tells them apart in the sign of a zero). An entry with no overrides of its
+    own (only ``params`` and ``grad``) has exactly the optimizer's defaults.
+    """
+    overrides = repr(tuple(hyper.values())) if len(entry) > 2 else None
+    return (entry["params"].dtype, overrides, *extra)
+
+
+# --------------------------------------------------------------------------------------
+# Per-thread scratch, reused across steps
+# --------------------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _scratch_rows(dtype: np.dtype, rows: int, block: int, purpose: str) -> list[np.ndarray]:
+    """This thread's work rows for ``purpose`` ("kernel" or "gather"): ``rows`` arrays of
+    ``block`` elements of ``dtype``, allocated on first use and reused by every later step."""
+    cache: dict[tuple[np.dtype, str], list[np.ndarray]] | None = getattr(_local, "scratch", None)
+    if cache is None:
+        cache = _local.scratch = {}
+    key = (dtype, purpose)
+    views = cache.get(key)
+    if views is None or len(views) < rows or len(views[0]) != block:
+        cache.pop(key, None)  # drop the old one before allocating
+        views = cache[key] = list(np.empty((max(rows, 1), block), dtype))
+    return views
+
+
+# --------------------------------------------------------------------------------------
+# Tasks: a block of one large parameter, or a batch of small ones
+# --------------------------------------------------------------------------------------
+
+
+class _Task(NamedTuple):
+    """A unit of work: elements ``[start, stop)`` of one parameter's flat arrays, updated in
+    place (``batch`` empty), or several small parameters gathered into scratch rows,
+    updated there and scattered back (``batch`` their array tuples, ``arrays`` unused)."""
+
+    size: int
+    arrays: list[np.ndarray]
+    start: int
+    stop: int
+    batch: list[Sequence[np.ndarray]]
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    return array if array.ndim == 1 else array.reshape(-1)  # a view: the array is C-contiguous
+
+
+def _plan(items: Sequence[Sequence[np.ndarray]], block: int, batch_max: int) -> list[_Task]:
+    """Blocks of the large parameters, block-sized batches of the small ones."""
+    tasks: list[_Task] = []
+    batch: list[Sequence[np.ndarray]] = []
+    batch_size = 0
+
+    def close_batch() -> None:
+        if len(batch) == 1:  # nothing to gather: update it in place
+            tasks.append(_Task(batch_size, [_flat(a) for a in batch[0]], 0, batch_size, []))
+        elif batch:
+            tasks.append(_Task(batch_size, [], 0, 0, batch))
+
+    for arrays in items:
+        n = arrays[0].size
+        if n <= batch_max:
+            if batch_size + n > block:
+                close_batch()
+                batch, batch_size = [], 0
+            batch.append(arrays)
+            batch_size += n
+        else:
+            flat = [_flat(a) for a in arrays]
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                tasks.append(_Task(stop - start, flat, start, stop, []))
+    close_batch()
+    return tasks
+
+
+class _Job(NamedTuple):
+    """What every task of one :func:`run` call shares."""
+
+    kernel: Kernel
+    constants: Any
+    written: tuple[int, ...]
+    n_arrays: int
+    n_scratch: int
+    dtype: np.dtype
+    block: int
+
+
+def _run_tasks(tasks: Sequence[_Task], job: _Job) -> None:
+    kernel, constants = job.kernel, job.constants
+    scratch_rows = _scratch_rows(job.dtype, job.n_scratch, job.block, "kernel")[: job.n_scratch]
+    gather_rows: list[np.ndarray] = []
+    for n, arrays, start, stop, batch in tasks:
+        scratch = [row[:n] for row in scratch_rows]
+        if not batch:
+            if start or stop != arrays[0].size:
+                arrays = [a[start:stop] for a in arrays]
+            kernel(arrays, scratch, constants)
+            continue
+        # A batch: gather (exact copies), update the gathered rows, scatter what was written.
+        if not gather_rows:
+            gather_rows = _scratch_rows(job.dtype, job.n_arrays, job.block, "gather")[: job.n_arrays]
+        gathered = [row[:n] for row in gather_rows]
+        for i, row in enumerate(gathered):
+            np.concatenate([item[i] for item in batch], axis=None, out=row)
+        kernel(gathered, scratch, constants)
+        offset = 0
+        for item in batch:
+            end = offset + item[0].size
+            for i in job.written:
+                np.copyto(_flat(item[i]), gathered[i][offset:end])
+            offset = end
+
+
+# --------------------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------------------
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The shared worker pool (recreated after a fork or a change of ``settings.threads``)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)
+            _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="numpy_optim"))
+        return _pool[2]
+
+
+def _split(tasks: list[_Task], parts: int) -> list[list[_Task]]:
+    """Contiguous runs of tasks with about equal numbers of elements."""
+    total = sum(task.size for task in tasks)
+    chunks: list[list[_Task]] = [[] for _ in range(parts)]
+    done = 0
+    for task in tasks:
+        chunks[min(parts - 1, done * parts // total)].append(task)
+        done += task.size
+    return [chunk for chunk in chunks if chunk]
+
+
+def run(
+    kernel: Kernel,
+    items: Sequence[Sequence[np.ndarray]],
+    constants: Any,
+    *,
+    written: Sequence[int],
+    n_scratch: int,
+) -> None:
+    """Apply ``kernel`` to every element of every tuple of arrays in ``items``, in place.
+
+    Parameters
+    ----------
+    kernel : callable
+        ``kernel(arrays, scratch, constants)``, see the module docstring.
+    items : list of tuples of ndarray
+        One tuple per parameter (parameter, gradient, buffers...); all arrays of all
+        tuples have one dtype, each tuple one shape, and all pass :func:`blockable`.
+    constants : object
+        Passed to every kernel call unchanged.
+    written : sequence of int
+        Positions in a tuple that the kernel writes (copied back after a batch).
+    n_scratch : int
+        Work arrays the kernel needs.
+    """
+    if not items:
+        return
+    dtype = items[0][0].dtype
+    block = max(1, settings.block_bytes // dtype.itemsize)
+    n = items[0][0].size
+    if len(items) == 1 and n <= block:  # one small parameter: one kernel call, nothing to plan
+        rows = _scratch_rows(dtype, n_scratch, block, "kernel")[:n_scratch]
+        kernel([_flat(a) for a in items[0]], [row[:n] for row in rows], constants)
+        return
+    tasks = _plan(items, block, block // max(1, settings.batch_max_fraction))
+    job = _Job(kernel, constants, tuple(written), len(items[0]), n_scratch, dtype, block)
+    total = sum(task.size for task in tasks)
+    threads = min(settings.threads, len(tasks))
+    if threads <= 1 or total * dtype.itemsize < settings.parallel_min_bytes:
+        _run_tasks(tasks, job)
+        return
+    chunks = _split(tasks, threads)
+    pool = _executor(settings.threads - 1)
+    # Each worker runs in a copy of the caller's context, so np.errstate applies there too.
+    futures: list[Future[None]] = [
+        pool.submit(contextvars.copy_context().run, _run_tasks, chunk, job) for chunk in chunks[1:]
+    ]
+    try:
+        _run_tasks(chunks[0], job)
+    finally:
+        # Never return (or raise) while a worker may still be writing into the arrays.
+        errors = [future.exception() for future in futures]
+    for error in errors:
+        if error is not None:
+            raise error
