@@ -28,7 +28,8 @@ at the same point.
 A block kernel has the signature ``kernel(arrays, scratch, constants)``: ``arrays`` are
 1-d views of equal length (parameter, gradient, state buffers, in the order the optimizer
 lists them), updated in place; ``scratch`` is a list of ``n_scratch`` 1-d work arrays of
-the same length and dtype, whose contents on entry are garbage; ``constants`` is whatever
+the same length and dtype (for float32, followed by one float64 work row for
+:func:`numpy_optim._fma.fma`), whose contents on entry are garbage; ``constants`` is whatever
 the optimizer computed once for the step.
 """
 
@@ -152,6 +153,15 @@ def group_key(entry: dict[str, Any], hyper: dict[str, Any], *extra: Any) -> tupl
 _local = threading.local()
 
 
+def _work_rows(dtype: np.dtype, rows: int, block: int) -> list[np.ndarray]:
+    """The kernel's ``rows`` scratch rows, and for float32 one float64 row more (the work
+    row of :func:`numpy_optim._fma.fma`, which rounds float32 multiply-adds once)."""
+    work = _scratch_rows(dtype, rows, block, "kernel")[:rows]
+    if dtype == np.float32:
+        work = [*work, _scratch_rows(np.dtype(np.float64), 1, block, "wide")[0]]
+    return work
+
+
 def _scratch_rows(dtype: np.dtype, rows: int, block: int, purpose: str) -> list[np.ndarray]:
     """This thread's work rows for ``purpose`` ("kernel" or "gather"): ``rows`` arrays of
     ``block`` elements of ``dtype``, allocated on first use and reused by every later step."""
@@ -230,7 +240,7 @@ class _Job(NamedTuple):
 
 def _run_tasks(tasks: Sequence[_Task], job: _Job) -> None:
     kernel, constants = job.kernel, job.constants
-    scratch_rows = _scratch_rows(job.dtype, job.n_scratch, job.block, "kernel")[: job.n_scratch]
+    scratch_rows = _work_rows(job.dtype, job.n_scratch, job.block)
     gather_rows: list[np.ndarray] = []
     for n, arrays, start, stop, batch in tasks:
         scratch = [row[:n] for row in scratch_rows]
@@ -314,7 +324,7 @@ def run(
     block = max(1, settings.block_bytes // dtype.itemsize)
     n = items[0][0].size
     if len(items) == 1 and n <= block:  # one small parameter: one kernel call, nothing to plan
-        rows = _scratch_rows(dtype, n_scratch, block, "kernel")[:n_scratch]
+        rows = _work_rows(dtype, n_scratch, block)
         kernel([_flat(a) for a in items[0]], [row[:n] for row in rows], constants)
         return
     tasks = _plan(items, block, block // max(1, settings.batch_max_fraction))

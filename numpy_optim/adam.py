@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _blocks
+from ._fma import as_dtype_scalar, fma
 from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
 
 
@@ -49,7 +50,9 @@ def adam_update_(
     which is the specification's
     :math:`\theta \leftarrow \theta - \alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)` with
     :math:`\hat m_t = m_t / (1 - \beta_1^t)`, :math:`\hat v_t = v_t / (1 - \beta_2^t)`.
-    ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``.
+    ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``. The multiply-adds
+    torch fuses (the L2 ``add`` with ``alpha``, ``lerp``, ``addcmul``) are rounded once in
+    float32, as torch's FMA rounds them (:func:`numpy_optim._fma.fma`).
 
     This is the plain reference, one whole-array NumPy expression per line (each
     allocates a temporary). The optimizer classes run the very same operations through
@@ -65,16 +68,17 @@ def adam_update_(
             # AdamW: torch shrinks the parameter first, before the moments are updated.
             param *= 1 - lr * weight_decay
         else:
-            grad = grad + weight_decay * param
-    # m_t: torch's lerp(m, g, w) = m + w (g - m) for w < 0.5, else g - (1 - w)(g - m).
+            grad = fma(param, weight_decay, grad)  # torch: grad.add(param, alpha=weight_decay)
+    # m_t: torch's lerp(m, g, w) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g),
+    # with w (a float32 for float32 arrays) minus 1 exact.
     weight = 1 - beta1
     if weight < 0.5:
-        exp_avg += weight * (grad - exp_avg)
+        fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
     else:
-        exp_avg[...] = grad - (grad - exp_avg) * (1 - weight)
-    # v_t
+        fma(grad - exp_avg, as_dtype_scalar(weight, exp_avg.dtype) - 1, grad, out=exp_avg)
+    # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     exp_avg_sq *= beta2
-    exp_avg_sq += ((1 - beta2) * grad) * grad
+    fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
     # Bias corrections, in Python floats with Python's ** (libm pow), as torch does.
     bias_correction1 = 1 - beta1 ** float(step)
     bias_correction2 = 1 - beta2 ** float(step)
@@ -104,7 +108,7 @@ class _AdamScalars(NamedTuple):
     decoupled_weight_decay: bool
     decay: float  # 1 - lr * weight_decay
     weight: float  # 1 - beta1
-    one_minus_weight: float  # 1 - weight
+    weight_minus_one: float  # w - 1, with w rounded to the arrays' dtype first (exact)
     beta2: float
     one_minus_beta2: float  # 1 - beta2
     amsgrad: bool
@@ -115,7 +119,7 @@ class _AdamScalars(NamedTuple):
 
 def _adam_scalars(
     *, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-    amsgrad: bool, maximize: bool, decoupled_weight_decay: bool,
+    amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, dtype: np.dtype,
 ) -> _AdamScalars:
     """Every scalar :func:`adam_update_` uses, by the very same Python expressions."""
     weight = 1 - beta1
@@ -124,7 +128,7 @@ def _adam_scalars(
     step_size = lr / bias_correction1
     return _AdamScalars(
         maximize=maximize, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        decay=1 - lr * weight_decay, weight=weight, one_minus_weight=1 - weight, beta2=beta2,
+        decay=1 - lr * weight_decay, weight=weight, weight_minus_one=as_dtype_scalar(weight, dtype) - 1, beta2=beta2,
         one_minus_beta2=1 - beta2, amsgrad=amsgrad, bias_correction2_sqrt=bias_correction2**0.5,
         eps=eps, neg_step_size=-step_size,
     )
@@ -136,30 +140,27 @@ def _adam_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _AdamSc
     The same ufuncs with the same operands in the same order as :func:`adam_update_`
     (each line below names the expression it replaces), so every element is bitwise the
     same. ``arrays`` is ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``;
-    ``scratch`` holds three work arrays ``t``, ``d``, ``u``.
+    ``scratch`` holds three work arrays ``t``, ``d``, ``u`` (and, for float32 blocks, a
+    float64 row for :func:`numpy_optim._fma.fma`).
     """
     param, grad, exp_avg, exp_avg_sq = arrays[:4]
-    t, d, u = scratch
+    t, d, u = scratch[:3]
+    w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 blocks
     if k.maximize:
         grad = np.negative(grad, u)  # grad = -grad
     if k.weight_decay != 0:
         if k.decoupled_weight_decay:
             np.multiply(param, k.decay, param)  # param *= 1 - lr * weight_decay
         else:
-            np.multiply(k.weight_decay, param, t)  # grad = grad + weight_decay * param
-            grad = np.add(grad, t, u)
+            grad = fma(param, k.weight_decay, grad, u, work=w)  # grad = fma(param, weight_decay, grad)
+    np.subtract(grad, exp_avg, t)  # (grad - exp_avg)
     if k.weight < 0.5:
-        np.subtract(grad, exp_avg, t)  # exp_avg += weight * (grad - exp_avg)
-        np.multiply(k.weight, t, t)
-        np.add(exp_avg, t, exp_avg)
+        fma(t, k.weight, exp_avg, exp_avg, work=w)  # fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
     else:
-        np.subtract(grad, exp_avg, t)  # exp_avg[...] = grad - (grad - exp_avg) * (1 - weight)
-        np.multiply(t, k.one_minus_weight, t)
-        np.subtract(grad, t, exp_avg)
+        fma(t, k.weight_minus_one, grad, exp_avg, work=w)  # fma(grad - exp_avg, w - 1, grad, out=exp_avg)
     np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)  # exp_avg_sq *= beta2
-    np.multiply(k.one_minus_beta2, grad, t)  # exp_avg_sq += ((1 - beta2) * grad) * grad
-    np.multiply(t, grad, t)
-    np.add(exp_avg_sq, t, exp_avg_sq)
+    np.multiply(k.one_minus_beta2, grad, t)  # fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
+    fma(t, grad, exp_avg_sq, exp_avg_sq, work=w)
     second_moment = exp_avg_sq
     if k.amsgrad:
         # np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
@@ -284,7 +285,7 @@ class Adam(Optimizer):
             scalars = _adam_scalars(
                 step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
                 weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
-                maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
+                maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled, dtype=items[0][0].dtype,
             )
             written = (0, 2, 3, 4) if hyper["amsgrad"] else (0, 2, 3)
             _blocks.run(_adam_block_, items, scalars, written=written, n_scratch=3)

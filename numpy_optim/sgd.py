@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _blocks
+from ._fma import fma
 from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
 
 
@@ -39,7 +40,8 @@ def sgd_update_(
 
     with learning rate :math:`\alpha`, momentum :math:`\mu`, dampening :math:`\tau` and
     weight decay :math:`\lambda`. ``momentum_buffer`` is ignored (may be None) when
-    ``momentum == 0``.
+    ``momentum == 0``. The multiply-adds torch fuses (each ``add`` with ``alpha``) are
+    rounded once in float32, as torch's FMA rounds them (:func:`numpy_optim._fma.fma`).
 
     This is the plain reference, one whole-array NumPy expression per line (each
     allocates a temporary). The optimizer classes run the very same operations through
@@ -51,18 +53,19 @@ def sgd_update_(
     if maximize:
         grad = -grad
     if weight_decay != 0:
-        grad = grad + weight_decay * param
+        grad = fma(param, weight_decay, grad)  # torch: grad.add(param, alpha=weight_decay)
     if momentum != 0:
         assert momentum_buffer is not None
         if first:
             # torch: the first step copies the gradient; dampening is NOT applied.
             momentum_buffer[...] = grad
         else:
-            momentum_buffer *= momentum
-            momentum_buffer += (1 - dampening) * grad
-        grad = grad + momentum * momentum_buffer if nesterov else momentum_buffer
+            momentum_buffer *= momentum  # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+            fma(grad, 1 - dampening, momentum_buffer, out=momentum_buffer)
+        # torch: grad.add(buf, alpha=momentum) if nesterov else buf
+        grad = fma(momentum_buffer, momentum, grad) if nesterov else momentum_buffer
     # lr sits outside the buffer, so a learning rate changed mid-run rescales the whole step.
-    param += -lr * grad
+    fma(grad, -lr, param, out=param)  # torch: param.add_(grad, alpha=-lr)
 
 
 # --------------------------------------------------------------------------------------
@@ -87,30 +90,28 @@ def _sgd_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _SGDScal
 
     The same ufuncs with the same operands in the same order as :func:`sgd_update_` (each
     line names the expression it replaces), so every element is bitwise the same.
-    ``arrays`` is ``[param, grad(, momentum_buffer)]``; ``scratch`` holds ``t`` and ``u``.
+    ``arrays`` is ``[param, grad(, momentum_buffer)]``; ``scratch`` holds ``t`` and ``u``
+    (and, for float32 blocks, a float64 row for :func:`numpy_optim._fma.fma`).
     """
     param, grad = arrays[:2]
-    t, u = scratch
+    t, u = scratch[:2]
+    w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 blocks
     if k.maximize:
         grad = np.negative(grad, u)  # grad = -grad
     if k.weight_decay != 0:
-        np.multiply(k.weight_decay, param, t)  # grad = grad + weight_decay * param
-        grad = np.add(grad, t, u)
+        grad = fma(param, k.weight_decay, grad, u, work=w)  # grad = fma(param, weight_decay, grad)
     if k.momentum != 0:
         buf = arrays[2]
         if k.first:
             np.copyto(buf, grad)  # momentum_buffer[...] = grad
         else:
             np.multiply(buf, k.momentum, buf)  # momentum_buffer *= momentum
-            np.multiply(k.one_minus_dampening, grad, t)  # momentum_buffer += (1 - dampening) * grad
-            np.add(buf, t, buf)
+            fma(grad, k.one_minus_dampening, buf, buf, work=w)  # fma(grad, 1 - dampening, momentum_buffer, ...)
         if k.nesterov:
-            np.multiply(k.momentum, buf, t)  # grad = grad + momentum * momentum_buffer
-            grad = np.add(grad, t, u)
+            grad = fma(buf, k.momentum, grad, u, work=w)  # grad = fma(momentum_buffer, momentum, grad)
         else:
             grad = buf
-    np.multiply(k.neg_lr, grad, t)  # param += -lr * grad
-    np.add(param, t, param)
+    fma(grad, k.neg_lr, param, param, work=w)  # fma(grad, -lr, param, out=param)
 
 
 class SGD(Optimizer):
