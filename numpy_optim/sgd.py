@@ -213,8 +213,10 @@ class SGD(Optimizer):
     def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
         """All entries at once: those with equal hyperparameters, dtype and first-step flag
         go through :func:`_sgd_block_` together (blocked, batched, threaded); the rest, and
-        everything when ``_blocks.settings.enabled`` is False, through :meth:`_update`."""
-        if not _blocks.settings.enabled:
+        everything when ``_blocks.settings.enabled`` is False or a subclass overrides
+        :meth:`_update`, through :meth:`_update`."""
+        if not _blocks.settings.enabled or type(self)._update is not SGD._update:
+            # A subclass that overrides the per-entry _update gets exactly that, entry by entry.
             super()._update_entries(hyperparameters, step)
             return
         groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}

@@ -42,18 +42,6 @@ MAX_EXAMPLES = 200
 MAX_STEPS = 30
 
 
-class EntryByEntry:
-    """Send every entry through ``_update``, where a mutant's mistake lives.
-
-    numpy_optim's classes may batch entries in ``_update_entries`` (numpy_optim/_blocks.py),
-    which would go around an overridden ``_update``; the mutants opt out of that.
-    """
-
-    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
-        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):  # type: ignore[attr-defined]
-            self._update(index, entry["params"], entry["grad"], hyper, step)  # type: ignore[attr-defined]
-
-
 # ----- Adam / AdamW mutants -----------------------------------------------------------
 
 
@@ -135,7 +123,7 @@ def adam_mutant(base: type, mutation: str) -> type:
             maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
         )
 
-    return type(f"{base.__name__}_{mutation}", (EntryByEntry, base), {"_update": _update})
+    return type(f"{base.__name__}_{mutation}", (base,), {"_update": _update})
 
 
 # ----- SGD mutants --------------------------------------------------------------------
@@ -191,10 +179,10 @@ def sgd_mutant(mutation: str) -> type:
             maximize=hyper["maximize"], first=first,
         )
 
-    return type(f"SGD_{mutation}", (EntryByEntry, numpy_optim.SGD), {"_update": _update})
+    return type(f"SGD_{mutation}", (numpy_optim.SGD,), {"_update": _update})
 
 
-class SGDLrInBufferHidden(EntryByEntry, numpy_optim.SGD):
+class SGDLrInBufferHidden(numpy_optim.SGD,):
     r"""The learning rate folded into the momentum buffer, disguised as torch's buffer.
 
     The update is the folded one, :math:`B_t = \mu B_{t-1} + (1-\tau)\alpha_t g_t`,

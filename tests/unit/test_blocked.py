@@ -253,3 +253,18 @@ def test_steady_state_adamw_step_allocates_no_parameter_sized_temporaries():
     param_bytes = entries[0]["params"].nbytes
     assert plain >= param_bytes, f"tracemalloc must see NumPy's buffers: plain step peaked at {plain} bytes"
     assert blocked < 512 * 1024, f"a blocked step allocated {blocked} bytes (one parameter: {param_bytes})"
+
+
+@pytest.mark.parametrize("base", [SGD, Adam, AdamW], ids=lambda c: c.__name__)
+def test_a_subclass_overriding_update_is_honoured_on_the_batched_path(base):
+    # _update is the documented extension point: the batched path must not go around it.
+    calls = []
+
+    class Counting(base):
+        def _update(self, index, param, grad, hyper, step):
+            calls.append(index)
+            super()._update(index, param, grad, hyper, step)
+
+    entries = [{"params": np.ones(n, np.float32), "grad": np.full(n, 0.5, np.float32)} for n in (3, 5, 300_000)]
+    Counting(entries, lr=0.1).step()
+    assert calls == [0, 1, 2]
