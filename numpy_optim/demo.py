@@ -34,6 +34,7 @@ from .optimizer import Optimizer
 from .problems import Rosenbrock, Run, ill_conditioned_quadratic, quadratic_bowl, run_optimizer
 from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
 from .sgd import SGD
+from .verification import train_on_gradient_noise
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -271,17 +272,9 @@ def weight_distribution() -> dict[str, Any]:
     """
     out: dict[str, Any] = {"uniform_shrink": (1 - NOISE_LR * NOISE_WEIGHT_DECAY) ** NOISE_STEPS}
     for key, cls in (("adam_l2", Adam), ("adamw", AdamW)):
-        rng = np.random.default_rng(NOISE_SEED)
-        w = np.ones_like(NOISE_SIGMAS)
-        g = np.zeros_like(w)
-        optimizer = cls([{"params": w, "grad": g}], lr=NOISE_LR, weight_decay=NOISE_WEIGHT_DECAY)
-        total, total_sq = np.zeros_like(w), np.zeros_like(w)
-        for _ in range(NOISE_STEPS):
-            g[...] = NOISE_SIGMAS * rng.standard_normal(w.shape)
-            total += g
-            total_sq += g * g
-            optimizer.step()
-        variance = total_sq / NOISE_STEPS - (total / NOISE_STEPS) ** 2
+        w, variance = train_on_gradient_noise(
+            cls, NOISE_SIGMAS, lr=NOISE_LR, weight_decay=NOISE_WEIGHT_DECAY, steps=NOISE_STEPS, seed=NOISE_SEED
+        )
         decay = -np.log(np.abs(w)) / NOISE_STEPS
         out[key] = {
             "w": w,

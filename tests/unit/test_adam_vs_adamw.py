@@ -7,7 +7,7 @@ where lambda * theta enters (the gradient, for Adam + L2; the parameter, for Ada
 import numpy as np
 import pytest
 
-from numpy_optim import Adam, AdamW
+from numpy_optim import Adam, AdamW, verification
 from numpy_optim.problems import Rosenbrock, quadratic_bowl
 from numpy_optim.verification import compare_adam_l2_and_adamw
 
@@ -59,25 +59,12 @@ UNIFORM_SHRINK = (1 - LR * WEIGHT_DECAY) ** STEPS  # AdamW's shrink factor, 0.81
 
 
 def train_on_gradient_noise(optimizer_class):
-    """Final weights and measured gradient variances after STEPS steps on pure gradient noise.
-
-    Every parameter starts at 1 and receives a data gradient sigma_i * xi with xi ~ N(0, 1) fresh
-    at every step: a flat direction of the data loss that sees only mini-batch noise. The
-    noise has mean zero, so whatever systematic shrinking happens is the weight decay's doing.
-    The noise draws come from one fixed seed and are the same for both optimizers.
-    """
-    rng = np.random.default_rng(SEED)
-    w = np.ones_like(SIGMAS)
-    g = np.zeros_like(w)
-    optimizer = optimizer_class([{"params": w, "grad": g}], lr=LR, weight_decay=WEIGHT_DECAY)
-    total, total_sq = np.zeros_like(w), np.zeros_like(w)
-    for _ in range(STEPS):
-        g[...] = SIGMAS * rng.standard_normal(w.shape)
-        total += g
-        total_sq += g * g
-        optimizer.step()
-    variance = total_sq / STEPS - (total / STEPS) ** 2
-    return w, variance
+    """Final weights and measured gradient variances after STEPS steps on pure gradient noise
+    (numpy_optim.verification.train_on_gradient_noise: every weight starts at 1, its data
+    gradient is zero-mean noise of std SIGMAS[i], the same draws for both optimizers)."""
+    return verification.train_on_gradient_noise(
+        optimizer_class, SIGMAS, lr=LR, weight_decay=WEIGHT_DECAY, steps=STEPS, seed=SEED
+    )
 
 
 def effective_decay(w):
