@@ -52,7 +52,8 @@ def adam_update_(
     :math:`\hat m_t = m_t / (1 - \beta_1^t)`, :math:`\hat v_t = v_t / (1 - \beta_2^t)`.
     ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``. The multiply-adds
     torch fuses (the L2 ``add`` with ``alpha``, ``lerp``, ``addcmul``) are rounded once in
-    float32, as torch's FMA rounds them (:func:`numpy_optim._fma.fma`).
+    float32, as torch's FMA rounds them, and so is the L2 term in float64, where its
+    cancellation would otherwise be amplified by the division (:mod:`numpy_optim._fma`).
 
     This is the plain reference, one whole-array NumPy expression per line (each
     allocates a temporary). The optimizer classes run the very same operations through
@@ -68,7 +69,7 @@ def adam_update_(
             # AdamW: torch shrinks the parameter first, before the moments are updated.
             param *= 1 - lr * weight_decay
         else:
-            grad = fma(param, weight_decay, grad)  # torch: grad.add(param, alpha=weight_decay)
+            grad = fma(param, weight_decay, grad, exact=True)  # torch: grad.add(param, alpha=weight_decay)
     # m_t: torch's lerp(m, g, w) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g),
     # with w (a float32 for float32 arrays) minus 1 exact.
     weight = 1 - beta1
@@ -152,7 +153,7 @@ def _adam_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _AdamSc
         if k.decoupled_weight_decay:
             np.multiply(param, k.decay, param)  # param *= 1 - lr * weight_decay
         else:
-            grad = fma(param, k.weight_decay, grad, u, work=w)  # grad = fma(param, weight_decay, grad)
+            grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # grad = fma(param, weight_decay, grad, ...)
     np.subtract(grad, exp_avg, t)  # (grad - exp_avg)
     if k.weight < 0.5:
         fma(t, k.weight, exp_avg, exp_avg, work=w)  # fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
