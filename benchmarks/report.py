@@ -240,13 +240,14 @@ def limits_section(data: dict[str, Any]) -> list[str]:
         "in cache, so blocking gains little there; what batching saves is per-call overhead, "
         "which matters for many tiny parameters (tiny1000).",
         "- **Rounding like torch's FMA.** torch fuses the multiply-adds of `add(alpha=)`, `lerp` and "
-        "`addcmul` into one rounding on AVX2/AVX512 CPUs; numpy_optim rounds them once too "
-        "(numpy_optim/_fma.py), which makes SGD bitwise identical to torch. NumPy has no FMA "
-        "ufunc: a float64 one takes a couple of dozen operations (error-free transformations), and "
-        "a float32 one is a product and a sum in float64 plus a cast back: measured "
+        "`addcmul` into one rounding on AVX2/AVX512 CPUs; numpy_optim rounds float32 ones once too "
+        "(numpy_optim/_fma.py), which makes float32 SGD bitwise identical to torch. NumPy has no FMA "
+        "ufunc, so each such operation is a product and a sum in float64 plus a cast back: measured "
         "on one 128K-element block, 183 µs against 35 µs for the two-rounding float32 version. It "
         "roughly doubled the float32 AdamW step and made SGD's several times slower (the same "
         "benchmarks before this change: AdamW 1e7 20.3 ms, SGD 1e7 2.9 ms, SGD-momentum 1e7 6.8 ms). "
+        "In float64 only Adam's L2 term is rounded once (about 35 NumPy operations of error-free "
+        "transformations), which slows Adam with weight_decay > 0 in float64. "
         "A compiled kernel with a hardware FMA would give both; it is not part of numpy_optim.",
     ]
     if model.get("torch-default"):
