@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,8 +170,6 @@ def _initial_scale(case: Any, key: str) -> float:
 
 
 def _json_spec(spec: CaseSpec) -> dict[str, Any]:
-    import json
-
     return json.loads(spec.to_json())
 
 
@@ -292,7 +292,6 @@ def scheduler_kwargs(pair: str) -> st.SearchStrategy[dict[str, Any]]:
 
 def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = None) -> float:
     """Compare one schedule with torch over its horizon; return the worst error / bound."""
-    import warnings
 
     p = SCHEDULERS[pair]
     ours = p.ours(**kwargs)
@@ -312,7 +311,7 @@ def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = No
                 raise ParityError(
                     f"Parity failure: {pair} vs torch: lr at step {t}: ours={mine!r}, torch={theirs!r}, "
                     f"error {error:.3e} > bound {bound:.3e}\n  kwargs {kwargs}\n"
-                    f"  reproduce: python -m parity --replay-schedule {pair} '{__import__('json').dumps(kwargs)}'"
+                    f"  reproduce: python -m parity --replay-schedule {pair} '{json.dumps(kwargs)}'"
                 )
             optimizer.step()
             scheduler.step()
