@@ -246,8 +246,8 @@ def limits_section(data: dict[str, Any]) -> list[str]:
         "on one 128K-element block, 183 µs against 35 µs for the two-rounding float32 version. It "
         "roughly doubled the float32 AdamW step and made SGD's several times slower (the same "
         "benchmarks before this change: AdamW 1e7 20.3 ms, SGD 1e7 2.9 ms, SGD-momentum 1e7 6.8 ms). "
-        "In float64 only Adam's L2 term is rounded once (about 35 NumPy operations of error-free "
-        "transformations), which slows Adam with weight_decay > 0 in float64. "
+        "In float64 only Adam's L2 term and first-moment lerp are rounded once (about 35 NumPy "
+        "operations of error-free transformations each), which is what slows Adam/AdamW in float64. "
         "A compiled kernel with a hardware FMA would give both; it is not part of numpy_optim.",
     ]
     if model.get("torch-default"):

@@ -13,10 +13,13 @@ tie, about one operation in 2**29). float64 multiply-adds are rounded twice, exc
 the caller asks for ``exact=True``: then :func:`_fma64` computes the correctly rounded
 result with error-free transformations (Dekker's product, Knuth's sum, Boldo and
 Melquiond's rounding to odd). That takes some 35 NumPy operations instead of 2, so it is
-kept for the one place where the second rounding is amplified: Adam's L2 term
-``g + lambda * theta``, which can nearly cancel and whose magnitude then divides the step
-(``sqrt(v)`` with a small ``beta2``). Products so small that their rounding error
-underflows (below about 1e-292) are not exact. Other dtypes round twice.
+kept for the places where a second rounding gets amplified: Adam's L2 term
+``g + lambda * theta`` and its first-moment ``lerp``, which can nearly cancel and feed a
+step that divides by ``sqrt(v)`` (with a small ``beta2``, by ``|g|`` itself). The parity
+harness found cases where rounding them twice drifted from torch faster than torch's own
+rounding spread. SGD, and Adam's ``addcmul`` (a sum of positive terms), round twice.
+Products so small that their rounding error underflows (below about 1e-292) are not
+exact. Other dtypes round twice.
 
 Scalars are cast to the array's dtype first, as torch casts ``alpha`` and ``value``.
 """

@@ -52,8 +52,9 @@ def adam_update_(
     :math:`\hat m_t = m_t / (1 - \beta_1^t)`, :math:`\hat v_t = v_t / (1 - \beta_2^t)`.
     ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``. The multiply-adds
     torch fuses (the L2 ``add`` with ``alpha``, ``lerp``, ``addcmul``) are rounded once in
-    float32, as torch's FMA rounds them, and so is the L2 term in float64, where its
-    cancellation would otherwise be amplified by the division (:mod:`numpy_optim._fma`).
+    float32, as torch's FMA rounds them, and so are the L2 term and the ``lerp`` in
+    float64, where a near cancellation would otherwise be amplified by the division
+    (:mod:`numpy_optim._fma`).
 
     This is the plain reference, one whole-array NumPy expression per line (each
     allocates a temporary). The optimizer classes run the very same operations through
@@ -74,9 +75,9 @@ def adam_update_(
     # with w (a float32 for float32 arrays) minus 1 exact.
     weight = 1 - beta1
     if weight < 0.5:
-        fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
+        fma(grad - exp_avg, weight, exp_avg, out=exp_avg, exact=True)
     else:
-        fma(grad - exp_avg, as_dtype_scalar(weight, exp_avg.dtype) - 1, grad, out=exp_avg)
+        fma(grad - exp_avg, as_dtype_scalar(weight, exp_avg.dtype) - 1, grad, out=exp_avg, exact=True)
     # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     exp_avg_sq *= beta2
     fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
@@ -156,9 +157,9 @@ def _adam_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _AdamSc
             grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # grad = fma(param, weight_decay, grad, ...)
     np.subtract(grad, exp_avg, t)  # (grad - exp_avg)
     if k.weight < 0.5:
-        fma(t, k.weight, exp_avg, exp_avg, work=w)  # fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
+        fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)  # fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
     else:
-        fma(t, k.weight_minus_one, grad, exp_avg, work=w)  # fma(grad - exp_avg, w - 1, grad, out=exp_avg)
+        fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)  # fma(grad - exp_avg, w - 1, grad, out=exp_avg)
     np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)  # exp_avg_sq *= beta2
     np.multiply(k.one_minus_beta2, grad, t)  # fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
     fma(t, grad, exp_avg_sq, exp_avg_sq, work=w)
