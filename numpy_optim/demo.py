@@ -18,9 +18,9 @@ shows what a test asserts, and the iteration counts in the legends come from
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,48 +206,20 @@ def loss_curves(rosenbrock: dict[str, Run] | None = None) -> dict[str, dict[str,
     }
 
 
-def _linear_warmup(warmup_steps: int) -> Callable[[int], float]:
-    """torch LambdaLR's multiplier t / warmup_steps (parity/registry.py: LinearLR cannot start at 0)."""
-    return lambda t: t / warmup_steps
-
-
 def torch_schedule_curves(steps: int = SCHEDULE_STEPS) -> dict[str, np.ndarray] | None:
     """torch's learning rate at steps 0 .. ``steps`` for each of ``SCHEDULES``; None without torch.
 
-    The constructions are those of parity/registry.py: the torch optimizer starts at the
-    schedule's ``reference_lr`` and the rate at step t is read after t ``scheduler.step()``
-    calls. torch is imported here only, never when numpy_optim is imported.
+    The torch constructions are the parity registry's (``parity.registry.SCHEDULERS``),
+    which imports torch; numpy_optim itself never does.
     """
     try:
-        import torch  # noqa: TID251 -- optional overlay; numpy_optim itself never needs torch
-    except ImportError:
+        from parity.registry import torch_learning_rates
+    except ImportError:  # torch is not installed
         return None
-    lr_scheduler = torch.optim.lr_scheduler
     out = {}
     for name, (ours, _) in SCHEDULES.items():
-        param = torch.zeros(1, requires_grad=True)
-        optimizer = torch.optim.SGD([param], lr=ours.reference_lr)
-        if isinstance(ours, StepDecayScheduler):
-            scheduler: Any = lr_scheduler.StepLR(optimizer, step_size=ours.step_size, gamma=ours.decay_factor)
-        elif isinstance(ours, WarmupCosineScheduler):
-            warmup_steps = ours.warmup_steps
-            cosine = lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=ours.total_steps - warmup_steps, eta_min=ours.min_lr
-            )
-            warmup = lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup_steps))
-            scheduler = lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
-        elif isinstance(ours, CosineScheduler):
-            scheduler = lr_scheduler.CosineAnnealingLR(optimizer, T_max=ours.total_steps, eta_min=ours.min_lr)
-        else:  # pragma: no cover - SCHEDULES holds only the three above
-            raise TypeError(f"no torch counterpart for {type(ours).__name__}")
-        lrs = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(steps + 1):
-                lrs.append(optimizer.param_groups[0]["lr"])
-                optimizer.step()
-                scheduler.step()
-        out[name] = np.array(lrs, dtype=np.float64)
+        kwargs = {key: getattr(ours, key) for key in inspect.signature(type(ours)).parameters}
+        out[name] = np.array(torch_learning_rates(type(ours).__name__, kwargs, steps), dtype=np.float64)
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 import numpy_optim
 
 from . import tolerance
-from .registry import OPTIMIZERS, SCHEDULERS
+from .registry import OPTIMIZERS, SCHEDULERS, torch_learning_rates
 from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs
 from .trajectories import build_case, perturbed, run_numpy, run_torch
 
@@ -221,7 +220,7 @@ def check(
         With the shrunk failing case: the pair, hyperparameters, dtype, step, array, index,
         ours vs torch, the bound, and a ``python -m parity --replay`` command.
     """
-    name = name or getattr(optimizer_factory, "__name__", "optimizer")
+    name = str(name or getattr(optimizer_factory, "__name__", "optimizer"))
     if hyperparameters is None:
         if name not in HYPERPARAMETERS:
             raise ValueError(f"no default hyperparameter strategy for {name!r}; pass hyperparameters=")
@@ -292,33 +291,25 @@ def scheduler_kwargs(pair: str) -> st.SearchStrategy[dict[str, Any]]:
 
 def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = None) -> float:
     """Compare one schedule with torch over its horizon; return the worst error / bound."""
-
-    p = SCHEDULERS[pair]
-    ours = p.ours(**kwargs)
-    param = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([param], lr=ours.reference_lr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch warns about scheduler.step() before optimizer.step()
-        scheduler = p.torch_factory(optimizer, **kwargs)
-        worst_ratio, worst_error = 0.0, 0.0
-        for t in range(p.horizon(ours) + 1):
-            theirs, mine = optimizer.param_groups[0]["lr"], ours.get_lr(t)
-            bound = tolerance.schedule_bound(t, ours.reference_lr)
-            error = abs(mine - theirs)
-            worst_error = max(worst_error, error)
-            worst_ratio = max(worst_ratio, error / bound if bound else (math.inf if error else 0.0))
-            if error > bound:
-                raise ParityError(
-                    f"Parity failure: {pair} vs torch: lr at step {t}: ours={mine!r}, torch={theirs!r}, "
-                    f"error {error:.3e} > bound {bound:.3e}\n  kwargs {kwargs}\n"
-                    f"  reproduce: python -m parity --replay-schedule {pair} '{json.dumps(kwargs)}'"
-                )
-            optimizer.step()
-            scheduler.step()
+    ours = SCHEDULERS[pair].ours(**kwargs)
+    horizon = SCHEDULERS[pair].horizon(ours)
+    worst_ratio, worst_error = 0.0, 0.0
+    for t, theirs in enumerate(torch_learning_rates(pair, kwargs, horizon)):
+        mine = ours.get_lr(t)
+        bound = tolerance.schedule_bound(t, ours.reference_lr)
+        error = abs(mine - theirs)
+        worst_error = max(worst_error, error)
+        worst_ratio = max(worst_ratio, error / bound if bound else (math.inf if error else 0.0))
+        if error > bound:
+            raise ParityError(
+                f"Parity failure: {pair} vs torch: lr at step {t}: ours={mine!r}, torch={theirs!r}, "
+                f"error {error:.3e} > bound {bound:.3e}\n  kwargs {kwargs}\n"
+                f"  reproduce: python -m parity --replay-schedule {pair} '{json.dumps(kwargs)}'"
+            )
     if stats is not None:
         side = stats.sides.setdefault((pair, "float64", "schedule"), SideStats())
         side.cases += 1
-        side.steps += p.horizon(ours) + 1
+        side.steps += horizon + 1
         side.worst_error = max(side.worst_error, worst_error)
         if worst_ratio >= side.worst_ratio:
             side.worst_ratio, side.worst_case = worst_ratio, dict(kwargs)

@@ -73,6 +73,25 @@ def _warmup_cosine_lr(optimizer: Any, *, max_lr: float, min_lr: float, warmup_st
     return scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
+def torch_learning_rates(pair: str, kwargs: dict[str, Any], steps: int) -> list[float]:
+    """torch's learning rate at steps 0 .. ``steps`` for the scheduler pair ``pair`` built
+    with our constructor's ``kwargs``: a torch SGD starting at the schedule's reference lr,
+    read after ``t`` calls of ``scheduler.step()``."""
+    import warnings
+
+    ours = SCHEDULERS[pair].ours(**kwargs)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=ours.reference_lr)
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about scheduler.step() before optimizer.step()
+        scheduler = SCHEDULERS[pair].torch_factory(optimizer, **kwargs)
+        for _ in range(steps + 1):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+    return lrs
+
+
 OPTIMIZERS: dict[str, OptimizerPair] = {
     "SGD": OptimizerPair(
         name="SGD",

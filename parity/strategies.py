@@ -134,7 +134,7 @@ def valid_combination(hyper: dict[str, Any]) -> bool:
 def overrides_for(draw: st.DrawFn, pair: str, defaults: dict[str, Any], count: int,
                   hyperparameters: st.SearchStrategy[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-entry overrides: most entries none, some a few keys (e.g. weight_decay=0 on a bias)."""
-    result = []
+    result: list[dict[str, Any]] = []
     for index in range(count):
         if not draw(st.booleans(), label=f"entry {index} overrides?"):
             result.append({})
@@ -197,7 +197,7 @@ def case_specs(
         dtype=dtype,
         hyperparameters=hyper,
         overrides=draw(overrides_for(pair, hyper, len(entry_shapes), hyperparameters), label="overrides"),
-        shapes=entry_shapes,
+        shapes=[tuple(s) for s in entry_shapes],
         gradient_kinds=kinds,
         steps=steps,
         seed=draw(st.integers(0, 2**32 - 1), label="seed"),
