@@ -382,6 +382,11 @@ class Optimizer:
                         f"{where} has shape {array.shape} and dtype {array.dtype}, but params[{index}] "
                         f"has shape {param.shape} and dtype {param.dtype}"
                     )
+            if saved and set(saved) != allowed:
+                raise ValueError(
+                    f"state_dict['state'][{index}] has the buffers {sorted(saved)}; an entry that has "
+                    f"taken a step with these hyperparameters has all of {sorted(allowed)}"
+                )
             if saved:
                 new_state[index] = {name: np.array(array, copy=True) for name, array in saved.items()}
             new_overrides.append(overrides)

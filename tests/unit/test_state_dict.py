@@ -265,3 +265,26 @@ def test_resumption_with_a_scheduler_and_an_entry_lr_is_bitwise_identical(cls, k
     assert fresh.param_groups[1]["lr"] == original.param_groups[1]["lr"]
     for a, b in zip(original.param_groups, fresh.param_groups):
         assert a["params"].tobytes() == b["params"].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "drop"),
+    [
+        (lambda e: Adam(e, lr=0.1), "exp_avg_sq"),
+        (lambda e: Adam(e, lr=0.1, amsgrad=True), "max_exp_avg_sq"),
+        (lambda e: AdamW(e, lr=0.1), "exp_avg"),
+    ],
+    ids=["adam-without-exp_avg_sq", "amsgrad-without-max", "adamw-without-exp_avg"],
+)
+def test_load_state_dict_refuses_an_incomplete_set_of_buffers(make, drop):
+    entries = [{"params": np.ones(3), "grad": np.full(3, 0.5)}]
+    optimizer = make(entries)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    del saved["state"][0][drop]
+    before = optimizer.state_dict()
+    with pytest.raises(ValueError, match=drop):
+        optimizer.load_state_dict(saved)
+    after = optimizer.state_dict()
+    for name, array in before["state"][0].items():
+        np.testing.assert_array_equal(after["state"][0][name], array)
