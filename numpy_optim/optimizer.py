@@ -109,6 +109,25 @@ def check_gradient(where: str, param: np.ndarray, grad: Any) -> np.ndarray:
     return grad
 
 
+#: The keys of a state dict (see :meth:`Optimizer.state_dict`).
+STATE_DICT_KEYS = frozenset({"step", "defaults", "param_groups", "state", "initial_lrs"})
+
+
+def check_state_dict_layout(state_dict: Any, name: str = "state_dict") -> int:
+    """Check that ``state_dict`` is a dict with exactly :data:`STATE_DICT_KEYS` and an int
+    step >= 0 (``name`` is the argument named in the messages); return the step."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(state_dict).__name__}")
+    if set(state_dict) != STATE_DICT_KEYS:
+        raise ValueError(f"{name} has keys {sorted(state_dict)}, expected {sorted(STATE_DICT_KEYS)}")
+    step = state_dict["step"]
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"Invalid {name}['step']: {step!r} (expected an int >= 0)")
+    if step < 0:
+        raise ValueError(f"Invalid {name}['step']: {step!r} (expected an int >= 0)")
+    return int(step)
+
+
 # --------------------------------------------------------------------------------------
 # The base class
 # --------------------------------------------------------------------------------------
@@ -320,16 +339,7 @@ class Optimizer:
         shapes and dtypes); nothing changes unless all of it is valid. The arrays are
         copied, so the snapshot stays independent of the optimizer.
         """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        expected = {"step", "defaults", "param_groups", "state", "initial_lrs"}
-        if set(state_dict) != expected:
-            raise ValueError(f"state_dict has keys {sorted(state_dict)}, expected {sorted(expected)}")
-        step = state_dict["step"]
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise TypeError(f"Invalid state_dict['step']: {step!r} (expected an int >= 0)")
-        if step < 0:
-            raise ValueError(f"Invalid state_dict['step']: {step!r} (expected an int >= 0)")
+        step = check_state_dict_layout(state_dict)
         groups, buffers = state_dict["param_groups"], state_dict["state"]
         initial_lrs = state_dict["initial_lrs"]
         for name, value in (("param_groups", groups), ("state", buffers), ("initial_lrs", initial_lrs)):

@@ -348,16 +348,7 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         one is meant is the caller's to get right.)
     """
     pair = _pair_for_torch(torch_optimizer)
-    if not isinstance(numpy_state_dict, Mapping):
-        raise TypeError(f"numpy_state_dict must be a dict, got {type(numpy_state_dict).__name__}")
-    expected = {"step", "defaults", "param_groups", "state", "initial_lrs"}
-    if set(numpy_state_dict) != expected:
-        raise ValueError(f"numpy_state_dict has keys {sorted(numpy_state_dict)}, expected {sorted(expected)}")
-    step = numpy_state_dict["step"]
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"Invalid numpy_state_dict['step']: {step!r} (expected an int >= 0)")
-    if step < 0:
-        raise ValueError(f"Invalid numpy_state_dict['step']: {step!r} (expected an int >= 0)")
+    step = numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict")
     defaults = numpy_state_dict["defaults"]
     if not isinstance(defaults, Mapping):
         raise TypeError(f"numpy_state_dict['defaults'] must be a dict, got {type(defaults).__name__}")
