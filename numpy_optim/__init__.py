@@ -1,6 +1,7 @@
 """numpy_optim: NumPy optimizers that match torch.optim, updating parameters in place."""
 
 from . import mlp, problems, verification
+from ._backend import backend, use_backend
 from .adam import Adam, AdamW, adam_update_
 from .optimizer import Optimizer
 from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
@@ -17,6 +18,8 @@ __all__ = [
     "WarmupCosineScheduler",
     "sgd_update_",
     "adam_update_",
+    "backend",
+    "use_backend",
     "problems",
     "verification",
     "mlp",

@@ -96,6 +96,7 @@ class Settings:
     threads: int = _default_threads()
     parallel_min_bytes: int = 16 * 1024 * 1024
     batch_max_fraction: int = 32
+    compiled_parallel_min_bytes: int = 1024 * 1024
 
 
 settings = Settings()
@@ -320,6 +321,10 @@ def run(
     """
     if not items:
         return
+    if not settings.enabled:  # the reference: each parameter's whole arrays, one kernel call
+        for arrays in items:
+            kernel(list(arrays), whole_scratch(arrays[0], n_scratch), constants)
+        return
     dtype = items[0][0].dtype
     block = max(1, settings.block_bytes // dtype.itemsize)
     n = items[0][0].size
@@ -334,17 +339,82 @@ def run(
     if threads <= 1 or total * dtype.itemsize < settings.parallel_min_bytes:
         _run_tasks(tasks, job)
         return
-    chunks = _split(tasks, threads)
+    _fan_out(_run_tasks, _split(tasks, threads), job)
+
+
+def whole_scratch(like: np.ndarray, n_scratch: int) -> list[np.ndarray]:
+    """Fresh work arrays for a kernel applied to ``like``'s whole arrays (any shape)."""
+    rows = [np.empty(like.shape, like.dtype) for _ in range(n_scratch)]
+    return rows + [np.empty(like.shape, np.float64)] if like.dtype == np.float32 else rows
+
+
+def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -> None:
+    """``function(chunk, *args)`` for every chunk: the first here, the others in the pool."""
     pool = _executor(settings.threads - 1)
     # Each worker runs in a copy of the caller's context, so np.errstate applies there too.
     futures: list[Future[None]] = [
-        pool.submit(contextvars.copy_context().run, _run_tasks, chunk, job) for chunk in chunks[1:]
+        pool.submit(contextvars.copy_context().run, function, chunk, *args) for chunk in chunks[1:]
     ]
     try:
-        _run_tasks(chunks[0], job)
+        function(chunks[0], *args)
     finally:
         # Never return (or raise) while a worker may still be writing into the arrays.
         errors = [future.exception() for future in futures]
     for error in errors:
         if error is not None:
             raise error
+
+
+# --------------------------------------------------------------------------------------
+# The compiled kernels (numpy_optim/_compiled.py): one call per parameter, or per part of
+# one, threads for large groups
+# --------------------------------------------------------------------------------------
+
+
+def run_compiled(kernel: Any, items: Sequence[Sequence[np.ndarray]], constants: np.ndarray) -> None:
+    """Apply a compiled ``kernel(param, grad, *buffers, constants)`` to every tuple of
+    arrays in ``items``, in place (the arrays as for :func:`run`).
+
+    A kernel takes a fixed number of arrays (an optimizer's largest set); a tuple with
+    fewer buffers (no momentum, no amsgrad) passes its parameter in the unused places,
+    which the kernel, compiled without that option, never touches. Groups of at least
+    :attr:`Settings.compiled_parallel_min_bytes` per array are split into
+    ``settings.threads`` parts of equal size; the kernels release the GIL.
+    """
+    arity = kernel.py_func.__code__.co_argcount - 1
+    total = sum(arrays[0].size for arrays in items)
+    threads = settings.threads
+    if threads <= 1 or total * constants.dtype.itemsize < settings.compiled_parallel_min_bytes:
+        for arrays in items:
+            padded = [_flat(a) for a in arrays]
+            kernel(*padded, *padded[:1] * (arity - len(padded)), constants)
+        return
+    _fan_out(_run_part, _parts(items, threads, arity), kernel, constants)
+
+
+def _run_part(part: list[list[np.ndarray]], kernel: Any, constants: np.ndarray) -> None:
+    for arrays in part:
+        kernel(*arrays, constants)
+
+
+def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, arity: int) -> list[list[list[np.ndarray]]]:
+    """The tuples of flat arrays (padded to ``arity``), cut into ``parts`` contiguous runs
+    of about equal numbers of elements (a cut inside a parameter falls on a multiple of
+    64 elements)."""
+    total = sum(arrays[0].size for arrays in items)
+    share = -(-total // parts)
+    share += -share % 64
+    out: list[list[list[np.ndarray]]] = [[] for _ in range(parts)]
+    part, room = 0, share
+    for arrays in items:
+        flat = [_flat(a) for a in arrays]
+        flat += flat[:1] * (arity - len(flat))
+        n, start = flat[0].size, 0
+        while start < n:
+            take = n - start if part == parts - 1 else min(room, n - start)
+            out[part].append(flat if take == n else [a[start : start + take] for a in flat])
+            start += take
+            room -= take
+            if room == 0 and part < parts - 1:
+                part, room = part + 1, share
+    return [chunk for chunk in out if chunk]

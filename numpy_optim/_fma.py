@@ -157,3 +157,20 @@ def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.n
         return t.copy()
     np.copyto(out, t)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Scalar forms, for the compiled kernels. In Python they call the array functions above;
+# numpy_optim._compiled registers numba implementations of exactly these two names, so a
+# compiled kernel calling them rounds every element the way fma() rounds arrays.
+# --------------------------------------------------------------------------------------
+
+
+def scalar_fma(a: Any, b: Any, c: Any) -> Any:
+    """``fma(a, b, c)`` on NumPy scalars of one dtype: rounded once for float32, twice for float64."""
+    return fma(np.asarray(a), b, np.asarray(c))[()]
+
+
+def scalar_fma_exact(a: Any, b: Any, c: Any) -> Any:
+    """``fma(a, b, c, exact=True)`` on NumPy scalars of one dtype: rounded once in float32 and float64."""
+    return fma(np.asarray(a), b, np.asarray(c), exact=True)[()]

@@ -2,38 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _blocks
-from ._fma import as_dtype_scalar, fma
+from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
 from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
 
 
-def adam_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    max_exp_avg_sq: np.ndarray | None,
-    *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-) -> None:
-    r"""One Adam / AdamW step on one array, in place (``param`` and the moment buffers).
+class AdamStep(NamedTuple):
+    """The scalars of one Adam / AdamW step: flags (bools) first, then the constants (floats)."""
+
+    maximize: bool
+    decoupled: bool  # weight_decay != 0 and AdamW: shrink the parameter
+    coupled: bool  # weight_decay != 0 and Adam: L2 folded into the gradient
+    low_weight: bool  # 1 - beta1 < 0.5: torch's lerp branch
+    amsgrad: bool
+    weight_decay: float
+    decay: float  # 1 - lr * weight_decay
+    weight: float  # 1 - beta1
+    weight_minus_one: float  # w - 1, with w rounded to the arrays' dtype first (exact)
+    beta2: float
+    one_minus_beta2: float  # 1 - beta2
+    bias_correction2_sqrt: float  # sqrt(1 - beta2**t)
+    eps: float
+    neg_step_size: float  # -lr / (1 - beta1**t)
+
+
+def adam_step(
+    *, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+    amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, dtype: np.dtype,
+) -> AdamStep:
+    """The scalars of step ``step`` (the first is 1), in Python floats as torch computes
+    them (bias corrections with Python's ``**``, i.e. libm pow)."""
+    weight = 1 - beta1
+    bias_correction1 = 1 - beta1 ** float(step)
+    bias_correction2 = 1 - beta2 ** float(step)
+    return AdamStep(
+        maximize=maximize, decoupled=weight_decay != 0 and decoupled_weight_decay,
+        coupled=weight_decay != 0 and not decoupled_weight_decay, low_weight=weight < 0.5, amsgrad=amsgrad,
+        weight_decay=weight_decay, decay=1 - lr * weight_decay, weight=weight,
+        weight_minus_one=as_dtype_scalar(weight, dtype) - 1, beta2=beta2, one_minus_beta2=1 - beta2,
+        bias_correction2_sqrt=bias_correction2**0.5, eps=eps, neg_step_size=-(lr / bias_correction1),
+    )
+
+
+def adam_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdamStep) -> None:
+    r"""One Adam / AdamW step, in place: the NumPy kernel (the reference).
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``, one shape and dtype;
+        all but ``grad`` are updated in place.
+    scratch : list of ndarray
+        Three work arrays ``t``, ``d``, ``u`` of that shape and dtype (contents on entry
+        ignored), and for float32 a float64 one more (the work row of
+        :func:`numpy_optim._fma.fma`). Whole arrays or blocks of them: the optimizer
+        passes blocks (numpy_optim/_blocks.py).
+    k : AdamStep
+        The step's flags and scalars (:func:`adam_step`).
 
     Notes
     -----
-    In the order of the code, as torch's single-tensor path computes it (``step`` is
-    :math:`t`, already incremented, so the first step has :math:`t = 1`):
+    In the order of the code, as torch's single-tensor path computes it (:math:`t` is
+    the step, the first is 1):
 
     .. math::
 
@@ -50,129 +84,81 @@ def adam_update_(
     which is the specification's
     :math:`\theta \leftarrow \theta - \alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)` with
     :math:`\hat m_t = m_t / (1 - \beta_1^t)`, :math:`\hat v_t = v_t / (1 - \beta_2^t)`.
-    ``max_exp_avg_sq`` is ignored (may be None) unless ``amsgrad``. The multiply-adds
-    torch fuses (the L2 ``add`` with ``alpha``, ``lerp``, ``addcmul``) are rounded once in
-    float32, as torch's FMA rounds them, and so are the L2 term and the ``lerp`` in
-    float64, where a near cancellation would otherwise be amplified by the division
-    (:mod:`numpy_optim._fma`).
-
-    This is the plain reference, one whole-array NumPy expression per line (each
-    allocates a temporary). The optimizer classes run the very same operations through
-    :func:`_adam_block_` instead: block by block into reused scratch buffers, small parameters
-    batched, large ones over threads (``numpy_optim/_blocks.py``), with bitwise the same
-    results; ``numpy_optim._blocks.settings.enabled = False`` makes them call this
-    function.
-    """
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            # AdamW: torch shrinks the parameter first, before the moments are updated.
-            param *= 1 - lr * weight_decay
-        else:
-            grad = fma(param, weight_decay, grad, exact=True)  # torch: grad.add(param, alpha=weight_decay)
-    # m_t: torch's lerp(m, g, w) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g),
-    # with w (a float32 for float32 arrays) minus 1 exact.
-    weight = 1 - beta1
-    if weight < 0.5:
-        fma(grad - exp_avg, weight, exp_avg, out=exp_avg, exact=True)
-    else:
-        fma(grad - exp_avg, as_dtype_scalar(weight, exp_avg.dtype) - 1, grad, out=exp_avg, exact=True)
-    # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    exp_avg_sq *= beta2
-    fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
-    # Bias corrections, in Python floats with Python's ** (libm pow), as torch does.
-    bias_correction1 = 1 - beta1 ** float(step)
-    bias_correction2 = 1 - beta2 ** float(step)
-    step_size = lr / bias_correction1
-    bias_correction2_sqrt = bias_correction2**0.5
-    if amsgrad:
-        assert max_exp_avg_sq is not None
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        second_moment = max_exp_avg_sq
-    else:
-        second_moment = exp_avg_sq
-    # torch adds eps AFTER the bias correction: sqrt(v) / sqrt(bc2) + eps.
-    denom = np.sqrt(second_moment) / bias_correction2_sqrt + eps
-    param += (-step_size * exp_avg) / denom
-
-
-# --------------------------------------------------------------------------------------
-# The same update, block by block, without temporaries (see numpy_optim/_blocks.py).
-# --------------------------------------------------------------------------------------
-
-
-class _AdamScalars(NamedTuple):
-    """The Python-float scalars of one step of :func:`adam_update_`, computed once."""
-
-    maximize: bool
-    weight_decay: float
-    decoupled_weight_decay: bool
-    decay: float  # 1 - lr * weight_decay
-    weight: float  # 1 - beta1
-    weight_minus_one: float  # w - 1, with w rounded to the arrays' dtype first (exact)
-    beta2: float
-    one_minus_beta2: float  # 1 - beta2
-    amsgrad: bool
-    bias_correction2_sqrt: float
-    eps: float
-    neg_step_size: float  # -lr / bias_correction1
-
-
-def _adam_scalars(
-    *, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-    amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, dtype: np.dtype,
-) -> _AdamScalars:
-    """Every scalar :func:`adam_update_` uses, by the very same Python expressions."""
-    weight = 1 - beta1
-    bias_correction1 = 1 - beta1 ** float(step)
-    bias_correction2 = 1 - beta2 ** float(step)
-    step_size = lr / bias_correction1
-    return _AdamScalars(
-        maximize=maximize, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        decay=1 - lr * weight_decay, weight=weight, weight_minus_one=as_dtype_scalar(weight, dtype) - 1, beta2=beta2,
-        one_minus_beta2=1 - beta2, amsgrad=amsgrad, bias_correction2_sqrt=bias_correction2**0.5,
-        eps=eps, neg_step_size=-step_size,
-    )
-
-
-def _adam_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _AdamScalars) -> None:
-    """:func:`adam_update_` on one block of 1-d arrays, writing into ``scratch`` (``out=``).
-
-    The same ufuncs with the same operands in the same order as :func:`adam_update_`
-    (each line below names the expression it replaces), so every element is bitwise the
-    same. ``arrays`` is ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``;
-    ``scratch`` holds three work arrays ``t``, ``d``, ``u`` (and, for float32 blocks, a
-    float64 row for :func:`numpy_optim._fma.fma`).
+    The multiply-adds torch fuses (the L2 ``add`` with ``alpha``, ``lerp``, ``addcmul``)
+    are rounded once in float32, as torch's FMA rounds them, and so are the L2 term and
+    the ``lerp`` in float64, where a near cancellation would otherwise be amplified by the
+    division (:mod:`numpy_optim._fma`).
     """
     param, grad, exp_avg, exp_avg_sq = arrays[:4]
     t, d, u = scratch[:3]
-    w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 blocks
+    w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 arrays
     if k.maximize:
-        grad = np.negative(grad, u)  # grad = -grad
-    if k.weight_decay != 0:
-        if k.decoupled_weight_decay:
-            np.multiply(param, k.decay, param)  # param *= 1 - lr * weight_decay
-        else:
-            grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # grad = fma(param, weight_decay, grad, ...)
-    np.subtract(grad, exp_avg, t)  # (grad - exp_avg)
-    if k.weight < 0.5:
-        fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)  # fma(grad - exp_avg, weight, exp_avg, out=exp_avg)
+        grad = np.negative(grad, u)
+    if k.decoupled:
+        np.multiply(param, k.decay, param)  # AdamW: torch shrinks the parameter first, before the moments
+    if k.coupled:
+        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+    # m_t: torch's lerp(m, g, w) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g),
+    # with w (a float32 for float32 arrays) minus 1 exact.
+    np.subtract(grad, exp_avg, t)
+    if k.low_weight:
+        fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
     else:
-        fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)  # fma(grad - exp_avg, w - 1, grad, out=exp_avg)
-    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)  # exp_avg_sq *= beta2
-    np.multiply(k.one_minus_beta2, grad, t)  # fma((1 - beta2) * grad, grad, exp_avg_sq, out=exp_avg_sq)
+        fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
+    np.multiply(k.one_minus_beta2, grad, t)
     fma(t, grad, exp_avg_sq, exp_avg_sq, work=w)
-    second_moment = exp_avg_sq
-    if k.amsgrad:
-        # np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4])
-    np.sqrt(second_moment, d)  # denom = np.sqrt(second_moment) / bias_correction2_sqrt + eps
+    second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4]) if k.amsgrad else exp_avg_sq
+    # torch adds eps AFTER the bias correction: sqrt(v) / sqrt(bc2) + eps.
+    np.sqrt(second_moment, d)
     np.divide(d, k.bias_correction2_sqrt, d)
     np.add(d, k.eps, d)
     np.multiply(k.neg_step_size, exp_avg, t)  # param += (-step_size * exp_avg) / denom
     np.divide(t, d, t)
     np.add(param, t, param)
+
+
+def adam_compiled(
+    maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, amsgrad: bool,
+) -> Callable[..., None]:
+    """The compiled kernel: :func:`adam_update_`'s lines as one loop over the elements.
+
+    ``numpy_optim._compiled`` compiles it with numba, once per combination of
+    :class:`AdamStep`'s flags; ``constants`` holds its float fields in the arrays' dtype.
+    """
+
+    def kernel(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, constants: Any) -> None:
+        weight_decay, decay, weight, weight_minus_one = constants[0], constants[1], constants[2], constants[3]
+        beta2, one_minus_beta2, bias_correction2_sqrt = constants[4], constants[5], constants[6]
+        eps, neg_step_size = constants[7], constants[8]
+        for i in range(param.size):
+            g = grad[i]
+            p = param[i]
+            if maximize:
+                g = -g  # np.negative(grad)
+            if decoupled:
+                p = p * decay  # np.multiply(param, decay, param)
+            if coupled:
+                g = scalar_fma_exact(p, weight_decay, g)  # fma(param, weight_decay, grad, exact=True)
+            m = exp_avg[i]
+            t = g - m  # np.subtract(grad, exp_avg)
+            if low_weight:
+                m = scalar_fma_exact(t, weight, m)  # fma(t, weight, exp_avg, exact=True)
+            else:
+                m = scalar_fma_exact(t, weight_minus_one, g)  # fma(t, weight - 1, grad, exact=True)
+            v = exp_avg_sq[i] * beta2  # np.multiply(exp_avg_sq, beta2)
+            v = scalar_fma(one_minus_beta2 * g, g, v)  # np.multiply(1 - beta2, grad); fma(t, grad, exp_avg_sq)
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            if amsgrad:
+                vmax = max_exp_avg_sq[i]
+                v = vmax if vmax > v or vmax != vmax else v  # np.maximum: NaN first, on a tie the second
+                max_exp_avg_sq[i] = v
+            d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
+            param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
+
+    return kernel
 
 
 class Adam(Optimizer):
@@ -207,7 +193,7 @@ class Adam(Optimizer):
         \hat m_t &= m_t / (1 - \beta_1^t), \quad \hat v_t = v_t / (1 - \beta_2^t) \\
         \theta_t &= \theta_{t-1} - \alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)
 
-    The kernel is :func:`adam_update_`. State: ``state[i]["exp_avg"]``,
+    The kernels are :func:`adam_update_` (NumPy) and :func:`adam_compiled` (numba). State: ``state[i]["exp_avg"]``,
     ``state[i]["exp_avg_sq"]`` (and ``"max_exp_avg_sq"`` with amsgrad) per entry, and
     the optimizer-level ``state["step"]`` (:math:`t`).
 
@@ -226,6 +212,10 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    _kernel = staticmethod(adam_update_)
+    _kernel_factory = staticmethod(adam_compiled)
+    _n_scratch = 3
+    _buffer_order = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _validators = {
         "lr": check_nonnegative,
         "betas": lambda name, value: check_betas(value),
@@ -251,48 +241,13 @@ class Adam(Optimizer):
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
         return {"exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
-    def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
-        exp_avg, _ = self._buffer(index, "exp_avg", param)
-        exp_avg_sq, _ = self._buffer(index, "exp_avg_sq", param)
-        max_exp_avg_sq = self._buffer(index, "max_exp_avg_sq", param)[0] if hyper["amsgrad"] else None
+    def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> AdamStep:
         beta1, beta2 = hyper["betas"]
-        adam_update_(
-            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+        return adam_step(
             step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
-            weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
-            maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
+            weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"], maximize=hyper["maximize"],
+            decoupled_weight_decay=self._decoupled, dtype=dtype,
         )
-
-    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
-        """All entries at once: those with equal hyperparameters and dtype go through
-        :func:`_adam_block_` together (blocked, batched, threaded); the rest, and everything
-        when ``_blocks.settings.enabled`` is False or a subclass overrides :meth:`_update`,
-        through :meth:`_update`."""
-        if not _blocks.settings.enabled or type(self)._update is not Adam._update:
-            # A subclass that overrides the per-entry _update gets exactly that, entry by entry.
-            super()._update_entries(hyperparameters, step)
-            return
-        groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[tuple[np.ndarray, ...]]]] = {}
-        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
-            param, grad = entry["params"], entry["grad"]
-            arrays: tuple[np.ndarray, ...] = (
-                param, grad, self._buffer(index, "exp_avg", param)[0], self._buffer(index, "exp_avg_sq", param)[0],
-            )
-            if hyper["amsgrad"]:
-                arrays += (self._buffer(index, "max_exp_avg_sq", param)[0],)
-            if _blocks.blockable(arrays):
-                groups.setdefault(_blocks.group_key(entry, hyper), (hyper, []))[1].append(arrays)
-            else:
-                self._update(index, param, grad, hyper, step)
-        for hyper, items in groups.values():
-            beta1, beta2 = hyper["betas"]
-            scalars = _adam_scalars(
-                step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
-                weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
-                maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled, dtype=items[0][0].dtype,
-            )
-            written = (0, 2, 3, 4) if hyper["amsgrad"] else (0, 2, 3)
-            _blocks.run(_adam_block_, items, scalars, written=written, n_scratch=3)
 
 
 class AdamW(Adam):
@@ -324,8 +279,8 @@ class AdamW(Adam):
 
     equal to the specification's
     :math:`\theta_t = \theta_{t-1} - \alpha(\hat m_t / (\sqrt{\hat v_t} + \epsilon) + \lambda\theta_{t-1})`.
-    The moments see the data gradient only. Kernel: :func:`adam_update_` with
-    ``decoupled_weight_decay=True``.
+    The moments see the data gradient only. Kernels: :func:`adam_update_` and
+    :func:`adam_compiled`, with the decoupled decay.
 
     References
     ----------

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from . import _backend, _blocks
 
 Entry = dict[str, Any]
 
@@ -173,6 +176,7 @@ class Optimizer:
         self.defaults = self._check_hyperparameters("", dict(defaults))
         self._check_combination(self.defaults)
         self.state: dict[Any, Any] = {"step": 0}
+        self._plan: _Plan | None = None
         entries = list(params)
         self._check_entries(entries)
         self.param_groups: list[Entry] = entries
@@ -260,22 +264,125 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter in place from its gradient (one optimizer step)."""
-        hyperparameters = self._check_entries(self.param_groups)  # everything, before any write
+        work = self._prepare()  # every check and every new buffer, before any write
         self.state["step"] += 1
-        self._update_entries(hyperparameters, self.state["step"])
+        self._run(work, self.state["step"])
 
-    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
-        """Update every entry (``hyperparameters[i]`` are entry ``i``'s, already validated).
+    # ----- elementwise optimizers: one kernel applied to (param, grad, buffers) ----------
+    #
+    # An elementwise optimizer (sgd.py is the model to copy) sets ``_kernel`` (the NumPy
+    # kernel, ``kernel(arrays, scratch, k)``), ``_kernel_factory`` (its compiled twin,
+    # ``factory(*flags)``), ``_n_scratch`` (the work arrays its NumPy kernel needs) and
+    # ``_buffer_order`` (its buffer names in kernel order), and implements ``_scalars``.
+    # The base class validates, groups entries with equal hyperparameters and dtype, and
+    # runs each group on the active backend (numpy_optim/_backend.py). Overriding
+    # ``_update`` (one entry at a time) is honoured: every entry then goes through it.
 
-        The default calls :meth:`_update` entry by entry; a subclass may override this to
-        process entries together (numpy_optim's SGD and Adam batch them through
-        ``numpy_optim._blocks``).
-        """
-        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
-            self._update(index, entry["params"], entry["grad"], hyper, step)
+    _kernel: Callable[[list[np.ndarray], list[np.ndarray], Any], None] | None = None
+    _kernel_factory: Callable[..., Callable[..., None]] | None = None
+    _n_scratch = 0
+    _buffer_order: tuple[str, ...] = ()
+
+    def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> tuple[Any, ...]:
+        """The NamedTuple ``k`` both kernels read for one step of one group: its bool fields
+        are the compiled kernel's flags (in order), its float fields the constants (in
+        order, cast to the arrays' dtype). ``first``: the buffers were created this step."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _scalars")
+
+    def _buffers(self, index: int, param: np.ndarray, hyper: dict[str, Any]) -> tuple[tuple[np.ndarray, ...], bool]:
+        """Entry ``index``'s buffers in kernel order (created as zeros if missing), and
+        whether any was created now."""
+        buffers, first = [], False
+        for name in self._buffer_order:
+            if name in self._buffer_names(hyper):
+                buffer, created = self._buffer(index, name, param)
+                buffers.append(buffer)
+                first = first or created
+        return tuple(buffers), first
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+        """One entry, through the NumPy kernel on its whole arrays."""
+        buffers, first = self._buffers(index, param, hyper)
+        self._whole((param, grad, *buffers), self._scalars(hyper, step, first, param.dtype))
+
+    def _whole(self, arrays: tuple[np.ndarray, ...], k: Any) -> None:
+        assert self._kernel is not None, f"{type(self).__name__} has no _kernel"
+        self._kernel(list(arrays), _blocks.whole_scratch(arrays[0], self._n_scratch), k)
+
+    def _elementwise(self) -> bool:
+        return self._kernel is not None and type(self)._update is Optimizer._update
+
+    def _prepare(self) -> Any:
+        """Validate everything and create missing buffers; return what :meth:`_run` needs.
+
+        For elementwise optimizers that is the groups of entries that share one kernel
+        call. A :class:`_Plan` of the step is kept and reused while every entry holds the
+        same arrays (same objects, shapes, strides, dtypes, writeability), the same number
+        of keys and the same state buffers; hyperparameters are checked at every step, and
+        entries that carry their own are regrouped by them.
+        """
+        if not self._elementwise():
+            return self._check_entries(self.param_groups)
+        plan = self._plan
+        arrays = plan.arrays(self) if plan is not None else None
+        if arrays is not None:
+            defaults = self._check_hyperparameters("defaults: ", self.defaults)
+            plain: dict[str, Any] | None = None  # the hyperparameters of an entry without overrides
+            hyperparameters = []
+            for index, entry in enumerate(self.param_groups):
+                if len(entry) == 2:
+                    plain = plain or self._resolve(entry, f"params[{index}]: ", defaults)
+                    hyper = plain
+                else:
+                    hyper = self._resolve(entry, f"params[{index}]: ", defaults)
+                    if len(arrays[index]) != 2 + len(self._buffer_names(hyper)):
+                        arrays = None  # an override changed which buffers the entry has
+                        break
+                hyperparameters.append(hyper)
+        if arrays is None or plan is None:
+            hyperparameters = self._check_entries(self.param_groups)
+            arrays, firsts = [], []
+            for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
+                buffers, first = self._buffers(index, entry["params"], hyper)
+                arrays.append((entry["params"], entry["grad"], *buffers))
+                firsts.append(first)
+            # A step that creates buffers changes the state (and SGD's first step differs
+            # from the next): plan from the next step on.
+            plan = self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
+        else:
+            firsts = [False] * len(arrays)
+        groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
+        whole = []
+        for index, (entry, hyper, items, first) in enumerate(zip(self.param_groups, hyperparameters, arrays, firsts)):
+            if plan.blockable[index] if plan is not None else _blocks.blockable(items):
+                groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(items)
+            else:
+                whole.append((items, hyper, first))
+        return list(groups.values()), whole
+
+    def _run(self, work: Any, step: int) -> None:
+        """Apply the update (``work`` from :meth:`_prepare`)."""
+        if not self._elementwise():
+            for index, (entry, hyper) in enumerate(zip(self.param_groups, work)):
+                self._update(index, entry["params"], entry["grad"], hyper, step)
+            return
+        groups, whole = work
+        for items, hyper, first in whole:
+            self._whole(items, self._scalars(hyper, step, first, items[0].dtype))
+        compiled = _backend.compiled() if groups else None
+        if compiled is not None and _backend.errors_raise():
+            compiled = None  # only NumPy raises FloatingPointError
+        for hyper, first, items in groups:
+            dtype = items[0][0].dtype
+            k = self._scalars(hyper, step, first, dtype)
+            if compiled is not None and self._kernel_factory is not None and _backend.covers(items[0]):
+                flags = tuple(value for value in k if isinstance(value, bool))
+                constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
+                _blocks.run_compiled(compiled.kernel(self._kernel_factory, flags), items, constants)
+            else:
+                assert self._kernel is not None
+                written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
+                _blocks.run(self._kernel, items, k, written=written, n_scratch=self._n_scratch)
 
     def _buffer(self, index: int, name: str, like: np.ndarray) -> tuple[np.ndarray, bool]:
         """Entry ``index``'s buffer ``name``, created as zeros if missing; ``(buffer, created)``."""
@@ -408,3 +515,55 @@ class Optimizer:
             entry.update(overrides)
         self.state = new_state
         self.initial_lrs = initial_lrs
+        self._plan = None
+
+
+def _signature(array: Any) -> tuple[Any, ...]:
+    return (array.shape, array.strides, array.dtype, array.flags.writeable)
+
+
+class _Plan:
+    """What one step validated, kept to check cheaply that the next step may reuse it.
+
+    Per entry: its number of keys, its buffer names, and weak references to its arrays
+    (parameter, gradient, buffers) with their shapes, strides, dtypes and writeability,
+    and whether they can go through the blocked and compiled paths. Weak references: the
+    plan keeps no array alive, and a dead or replaced array makes it stale.
+    """
+
+    __slots__ = ("records", "blockable")
+
+    def __init__(
+        self, optimizer: Optimizer, arrays: list[tuple[np.ndarray, ...]], hyperparameters: list[dict[str, Any]],
+    ) -> None:
+        self.records = []
+        for index, (entry, items, hyper) in enumerate(zip(optimizer.param_groups, arrays, hyperparameters)):
+            used = optimizer._buffer_names(hyper)
+            names = tuple(name for name in optimizer._buffer_order if name in used)  # kernel order
+            n_state = len(optimizer.state.get(index, _NO_BUFFERS))
+            self.records.append(
+                (len(entry), names, n_state, tuple(weakref.ref(a) for a in items), tuple(map(_signature, items)))
+            )
+        self.blockable = [_blocks.blockable(items) for items in arrays]
+
+    def arrays(self, optimizer: Optimizer) -> list[tuple[np.ndarray, ...]] | None:
+        """Every entry's arrays if nothing the plan rests on changed, else None."""
+        entries, state = optimizer.param_groups, optimizer.state
+        if len(entries) != len(self.records):
+            return None
+        out = []
+        for index, (entry, (n_keys, names, n_state, refs, signatures)) in enumerate(zip(entries, self.records)):
+            buffers = state.get(index, _NO_BUFFERS)
+            if len(entry) != n_keys or len(buffers) != n_state:
+                return None
+            items = (entry.get("params"), entry.get("grad"), *[buffers.get(name) for name in names])
+            for array, ref in zip(items, refs):
+                if array is None or array is not ref():  # replaced, removed, or dead
+                    return None
+            if tuple(map(_signature, items)) != signatures:
+                return None
+            out.append(items)
+        return out
+
+
+_NO_BUFFERS: dict[str, np.ndarray] = {}

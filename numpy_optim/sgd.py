@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _blocks
-from ._fma import fma
+from ._fma import fma, scalar_fma
 from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
 
 
-def sgd_update_(
-    param: np.ndarray,
-    grad: np.ndarray,
-    momentum_buffer: np.ndarray | None,
-    *,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-    first: bool,
-) -> None:
-    r"""One SGD step on one array, in place (``param`` and ``momentum_buffer``).
+class SGDStep(NamedTuple):
+    """The scalars of one SGD step: flags (bools) first, then the constants (floats)."""
+
+    maximize: bool
+    decay: bool  # weight_decay != 0
+    momentum_on: bool  # momentum != 0
+    first: bool  # the momentum buffer was created this step
+    nesterov: bool
+    weight_decay: float
+    momentum: float
+    one_minus_dampening: float  # 1 - dampening
+    neg_lr: float  # -lr
+
+
+def sgd_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: SGDStep) -> None:
+    r"""One SGD step, in place: the NumPy kernel (the reference).
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        ``[param, grad(, momentum_buffer)]``, one shape and dtype; ``param`` and the
+        buffer are updated in place.
+    scratch : list of ndarray
+        Two work arrays ``t``, ``u`` of that shape and dtype (contents on entry ignored),
+        and for float32 a float64 one more (the work row of :func:`numpy_optim._fma.fma`).
+        Whole arrays or blocks of them: the optimizer passes blocks (numpy_optim/_blocks.py).
+    k : SGDStep
+        The step's flags and scalars.
 
     Notes
     -----
@@ -39,79 +53,55 @@ def sgd_update_(
         \theta &\leftarrow \theta - \alpha g
 
     with learning rate :math:`\alpha`, momentum :math:`\mu`, dampening :math:`\tau` and
-    weight decay :math:`\lambda`. ``momentum_buffer`` is ignored (may be None) when
-    ``momentum == 0``. The multiply-adds torch fuses (each ``add`` with ``alpha``) are
-    rounded once in float32, as torch's FMA rounds them (:func:`numpy_optim._fma.fma`).
-
-    This is the plain reference, one whole-array NumPy expression per line (each
-    allocates a temporary). The optimizer classes run the very same operations through
-    :func:`_sgd_block_` instead: block by block into reused scratch buffers, small parameters
-    batched, large ones over threads (``numpy_optim/_blocks.py``), with bitwise the same
-    results; ``numpy_optim._blocks.settings.enabled = False`` makes them call this
-    function.
-    """
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = fma(param, weight_decay, grad)  # torch: grad.add(param, alpha=weight_decay)
-    if momentum != 0:
-        assert momentum_buffer is not None
-        if first:
-            # torch: the first step copies the gradient; dampening is NOT applied.
-            momentum_buffer[...] = grad
-        else:
-            momentum_buffer *= momentum  # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-            fma(grad, 1 - dampening, momentum_buffer, out=momentum_buffer)
-        # torch: grad.add(buf, alpha=momentum) if nesterov else buf
-        grad = fma(momentum_buffer, momentum, grad) if nesterov else momentum_buffer
-    # lr sits outside the buffer, so a learning rate changed mid-run rescales the whole step.
-    fma(grad, -lr, param, out=param)  # torch: param.add_(grad, alpha=-lr)
-
-
-# --------------------------------------------------------------------------------------
-# The same update, block by block, without temporaries (see numpy_optim/_blocks.py).
-# --------------------------------------------------------------------------------------
-
-
-class _SGDScalars(NamedTuple):
-    """The Python-float scalars of one step of :func:`sgd_update_`."""
-
-    maximize: bool
-    weight_decay: float
-    momentum: float
-    one_minus_dampening: float  # 1 - dampening
-    nesterov: bool
-    first: bool
-    neg_lr: float  # -lr
-
-
-def _sgd_block_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: _SGDScalars) -> None:
-    """:func:`sgd_update_` on one block of 1-d arrays, writing into ``scratch`` (``out=``).
-
-    The same ufuncs with the same operands in the same order as :func:`sgd_update_` (each
-    line names the expression it replaces), so every element is bitwise the same.
-    ``arrays`` is ``[param, grad(, momentum_buffer)]``; ``scratch`` holds ``t`` and ``u``
-    (and, for float32 blocks, a float64 row for :func:`numpy_optim._fma.fma`).
+    weight decay :math:`\lambda`. The multiply-adds torch fuses (each ``add`` with
+    ``alpha``) are rounded once in float32, as torch's FMA rounds them
+    (:func:`numpy_optim._fma.fma`).
     """
     param, grad = arrays[:2]
     t, u = scratch[:2]
-    w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 blocks
+    w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
     if k.maximize:
-        grad = np.negative(grad, u)  # grad = -grad
-    if k.weight_decay != 0:
-        grad = fma(param, k.weight_decay, grad, u, work=w)  # grad = fma(param, weight_decay, grad)
-    if k.momentum != 0:
+        grad = np.negative(grad, u)
+    if k.decay:
+        grad = fma(param, k.weight_decay, grad, u, work=w)  # torch: grad.add(param, alpha=weight_decay)
+    if k.momentum_on:
         buf = arrays[2]
         if k.first:
-            np.copyto(buf, grad)  # momentum_buffer[...] = grad
+            np.copyto(buf, grad)  # torch: the first step copies the gradient; dampening is NOT applied
         else:
-            np.multiply(buf, k.momentum, buf)  # momentum_buffer *= momentum
-            fma(grad, k.one_minus_dampening, buf, buf, work=w)  # fma(grad, 1 - dampening, momentum_buffer, ...)
-        if k.nesterov:
-            grad = fma(buf, k.momentum, grad, u, work=w)  # grad = fma(momentum_buffer, momentum, grad)
-        else:
-            grad = buf
-    fma(grad, k.neg_lr, param, param, work=w)  # fma(grad, -lr, param, out=param)
+            np.multiply(buf, k.momentum, buf)  # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+            fma(grad, k.one_minus_dampening, buf, buf, work=w)
+        # torch: grad.add(buf, alpha=momentum) if nesterov else buf
+        grad = fma(buf, k.momentum, grad, u, work=w) if k.nesterov else buf
+    # lr sits outside the buffer, so a learning rate changed mid-run rescales the whole step.
+    fma(grad, k.neg_lr, param, param, work=w)  # torch: param.add_(grad, alpha=-lr)
+
+
+def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, nesterov: bool) -> Callable[..., None]:
+    """The compiled kernel: :func:`sgd_update_`'s lines as one loop over the elements.
+
+    ``numpy_optim._compiled`` compiles it with numba, once per combination of
+    :class:`SGDStep`'s flags; ``constants`` holds its float fields in the arrays' dtype.
+    """
+
+    def kernel(param: Any, grad: Any, buf: Any, constants: Any) -> None:
+        weight_decay, momentum, one_minus_dampening, neg_lr = constants[0], constants[1], constants[2], constants[3]
+        for i in range(param.size):
+            g = grad[i]
+            if maximize:
+                g = -g  # np.negative(grad)
+            if decay:
+                g = scalar_fma(param[i], weight_decay, g)  # fma(param, weight_decay, grad)
+            if momentum_on:
+                if first:
+                    b = g  # np.copyto(buf, grad)
+                else:
+                    b = scalar_fma(g, one_minus_dampening, buf[i] * momentum)  # multiply, then fma
+                buf[i] = b
+                g = scalar_fma(b, momentum, g) if nesterov else b  # fma(buf, momentum, grad) or buf
+            param[i] = scalar_fma(g, neg_lr, param[i])  # fma(grad, -lr, param)
+
+    return kernel
 
 
 class SGD(Optimizer):
@@ -145,7 +135,7 @@ class SGD(Optimizer):
         \theta_t &= \theta_{t-1} - \alpha (g_t + \mu b_t) \ \text{(Nesterov) or }
                     \theta_{t-1} - \alpha b_t
 
-    The kernel is :func:`sgd_update_`. State: ``state[i]["momentum_buffer"]`` per entry
+    The kernels are :func:`sgd_update_` (NumPy) and :func:`sgd_compiled` (numba). State: ``state[i]["momentum_buffer"]`` per entry
     when momentum is on, and the optimizer-level ``state["step"]``.
 
     References
@@ -162,6 +152,10 @@ class SGD(Optimizer):
     array([2.4])
     """
 
+    _kernel = staticmethod(sgd_update_)
+    _kernel_factory = staticmethod(sgd_compiled)
+    _n_scratch = 2
+    _buffer_order = ("momentum_buffer",)
     _validators = {
         "lr": check_nonnegative,
         "momentum": check_nonnegative,
@@ -197,45 +191,9 @@ class SGD(Optimizer):
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
         return {"momentum_buffer"} if hyper["momentum"] != 0 else set()
 
-    def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
-        buf, first = self._buffer(index, "momentum_buffer", param) if hyper["momentum"] != 0 else (None, False)
-        self._plain(param, grad, buf, first, hyper)
-
-    @staticmethod
-    def _plain(param: np.ndarray, grad: np.ndarray, buf: np.ndarray | None, first: bool, hyper: dict[str, Any]) -> None:
-        sgd_update_(
-            param, grad, buf,
-            lr=hyper["lr"], momentum=hyper["momentum"], dampening=hyper["dampening"],
-            weight_decay=hyper["weight_decay"], nesterov=hyper["nesterov"],
-            maximize=hyper["maximize"], first=first,
+    def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> SGDStep:
+        return SGDStep(
+            maximize=hyper["maximize"], decay=hyper["weight_decay"] != 0, momentum_on=hyper["momentum"] != 0,
+            first=first, nesterov=hyper["nesterov"], weight_decay=hyper["weight_decay"], momentum=hyper["momentum"],
+            one_minus_dampening=1 - hyper["dampening"], neg_lr=-hyper["lr"],
         )
-
-    def _update_entries(self, hyperparameters: list[dict[str, Any]], step: int) -> None:
-        """All entries at once: those with equal hyperparameters, dtype and first-step flag
-        go through :func:`_sgd_block_` together (blocked, batched, threaded); the rest, and
-        everything when ``_blocks.settings.enabled`` is False or a subclass overrides
-        :meth:`_update`, through :meth:`_update`."""
-        if not _blocks.settings.enabled or type(self)._update is not SGD._update:
-            # A subclass that overrides the per-entry _update gets exactly that, entry by entry.
-            super()._update_entries(hyperparameters, step)
-            return
-        groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
-        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
-            param, grad = entry["params"], entry["grad"]
-            arrays: tuple[np.ndarray, ...] = (param, grad)
-            first = False
-            if hyper["momentum"] != 0:
-                buf, first = self._buffer(index, "momentum_buffer", param)
-                arrays += (buf,)
-            if _blocks.blockable(arrays):
-                groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(arrays)
-            else:
-                self._plain(param, grad, arrays[2] if len(arrays) > 2 else None, first, hyper)
-        for hyper, first, items in groups.values():
-            scalars = _SGDScalars(
-                maximize=hyper["maximize"], weight_decay=hyper["weight_decay"], momentum=hyper["momentum"],
-                one_minus_dampening=1 - hyper["dampening"], nesterov=hyper["nesterov"], first=first,
-                neg_lr=-hyper["lr"],
-            )
-            written = (0, 2) if hyper["momentum"] != 0 else (0,)
-            _blocks.run(_sgd_block_, items, scalars, written=written, n_scratch=2)

@@ -1,15 +1,18 @@
-"""The blocked, batched, threaded path (numpy_optim/_blocks.py) is bitwise the plain kernels.
+"""Every way of running a kernel is bitwise the reference: the NumPy kernel on whole arrays.
 
-Every test runs the same problem twice, once with ``_blocks.settings.enabled = False``
-(each entry through the plain, allocating ``sgd_update_`` / ``adam_update_``) and once
-through the blocks, and compares parameters and every state buffer byte for byte after
-every step. Tiny blocks (``block_bytes=256``: 64 float32 or 32 float64 elements) and
-``parallel_min_bytes=0`` make small arrays exercise everything: several blocks per
-parameter with a ragged last block, batches of small parameters, and two threads.
+Every test runs the same problem twice: once as the reference (the NumPy backend with
+``_blocks.settings.enabled = False``: each entry's whole arrays through ``sgd_update_`` /
+``adam_update_``) and once on a *side*: the NumPy kernel block by block (numpy_optim/_blocks.py)
+or the compiled kernel (numpy_optim/_compiled.py, marked ``numba``), and compares
+parameters and every state buffer byte for byte after every step. Tiny blocks
+(``block_bytes=256``: 64 float32 or 32 float64 elements) and no minimum size for threads
+make small arrays exercise everything: several blocks per parameter with a ragged last
+block, batches of small parameters, parameters cut between two threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import tracemalloc
 import warnings
@@ -19,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_optim import SGD, Adam, AdamW, _blocks
+from numpy_optim import SGD, Adam, AdamW, _blocks, use_backend
 
 CONFIGS = [
     pytest.param(SGD, {"lr": 0.1}, id="SGD"),
@@ -42,7 +45,20 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 #: and a few parameters too large to be batched (> block / batch_max_fraction).
 SHAPES = [(), (0,), (1,), (7,), (3, 5), (31,), (32,), (64,), (65,), (257,), (10, 13), (2, 3, 50), (1000,)]
 
-TINY = {"block_bytes": 256, "parallel_min_bytes": 0, "threads": 2, "batch_max_fraction": 4}
+TINY = {"block_bytes": 256, "parallel_min_bytes": 0, "threads": 2, "batch_max_fraction": 4, "compiled_parallel_min_bytes": 0}
+
+SIDES = [pytest.param("blocked", id="numpy-blocked"), pytest.param("compiled", id="numba", marks=pytest.mark.numba)]
+
+
+@contextlib.contextmanager
+def running(side, settings=None):
+    """Run the optimizers inside on ``side``: "whole" (the reference), "blocked" or "compiled"."""
+    if side == "whole":
+        with use_backend("numpy"), _blocks.configured(enabled=False):
+            yield
+        return
+    with use_backend("numba" if side == "compiled" else "numpy"), _blocks.configured(**(TINY if settings is None else settings)):
+        yield
 
 
 def make_entries(shapes, dtype, seed, overrides=None):
@@ -66,8 +82,8 @@ def snapshot(optimizer):
     return out
 
 
-def run_both(cls, kwargs, shapes, dtype, *, steps=6, seed=0, overrides=None, settings=None, between=None):
-    """Run plain and blocked side by side on the same gradients; assert bitwise equality."""
+def run_both(cls, kwargs, shapes, dtype, side, *, steps=6, seed=0, overrides=None, settings=None, between=None):
+    """Run the reference and ``side`` on the same gradients; assert bitwise equality every step."""
     plain_entries = make_entries(shapes, dtype, seed, overrides)
     blocked_entries = make_entries(shapes, dtype, seed, overrides)
     plain, blocked = cls(plain_entries, **kwargs), cls(blocked_entries, **kwargs)
@@ -81,33 +97,36 @@ def run_both(cls, kwargs, shapes, dtype, *, steps=6, seed=0, overrides=None, set
         if between is not None:
             between(step, plain, blocked)
         with np.errstate(all="ignore"):
-            with _blocks.configured(enabled=False):
+            with running("whole"):
                 plain.step()
-            with _blocks.configured(**(settings if settings is not None else TINY)):
+            with running(side, settings):
                 blocked.step()
         for (where, x), (_, y) in zip(snapshot(plain), snapshot(blocked)):
-            assert x == y, f"{cls.__name__}({kwargs}) {np.dtype(dtype)} step {step + 1}: {where} differs"
+            assert x == y, f"{side}: {cls.__name__}({kwargs}) {np.dtype(dtype)} step {step + 1}: {where} differs"
         assert [entry["params"] for entry in blocked_entries] == originals  # same objects, in place
     return plain, blocked
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cls, kwargs", CONFIGS)
-def test_blocked_threaded_trajectory_is_bitwise_the_plain_one(cls, kwargs, dtype):
-    run_both(cls, kwargs, SHAPES, dtype)
+def test_blocked_threaded_and_compiled_trajectories_are_bitwise_the_reference(cls, kwargs, dtype, side):
+    run_both(cls, kwargs, SHAPES, dtype, side)
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cls, kwargs", CONFIGS)
-def test_single_thread_default_blocks_ragged_large_parameter(cls, kwargs, dtype):
+def test_single_thread_default_blocks_ragged_large_parameter(cls, kwargs, dtype, side):
     # Default block size, one thread: 3 blocks and a ragged tail, plus a batch of small ones.
     block = _blocks.settings.block_bytes // np.dtype(dtype).itemsize
     shapes = [(2 * block + 12_345,), (5,), (40, 3), ()]
-    run_both(cls, kwargs, shapes, dtype, steps=3, settings={"threads": 1})
+    run_both(cls, kwargs, shapes, dtype, side, steps=3, settings={"threads": 1})
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("cls, kwargs", CONFIGS)
-def test_many_small_parameters_with_per_entry_overrides(cls, kwargs):
+def test_many_small_parameters_with_per_entry_overrides(cls, kwargs, side):
     shapes = [(int(n),) for n in np.random.default_rng(3).integers(1, 90, size=60)] + [(4, 4), ()]
     extra = {"maximize": True} if "nesterov" not in kwargs else {}
     if cls is SGD:
@@ -115,11 +134,12 @@ def test_many_small_parameters_with_per_entry_overrides(cls, kwargs):
     else:
         per_entry = [{"lr": 0.02}, {"weight_decay": 0.0}, {"betas": (0.8, 0.99)}, {"amsgrad": True}, extra]
     overrides = {i: per_entry[i % len(per_entry)] for i in range(0, len(shapes), 2)}
-    run_both(cls, kwargs, shapes, np.float32, overrides=overrides)
+    run_both(cls, kwargs, shapes, np.float32, side, overrides=overrides)
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("cls", [SGD, Adam])
-def test_lr_zero_and_negative_zero_are_different_groups(cls):
+def test_lr_zero_and_negative_zero_are_different_groups(cls, side):
     # -lr * g is -0.0 or +0.0 depending on the sign of lr = 0.0 and of g; added to a -0.0
     # parameter only a -0.0 keeps it negative. Entries with 0.0 and -0.0 must not share a call.
     overrides = {0: {"lr": 0.0}, 1: {"lr": -0.0}, 2: {"lr": 0.0}, 3: {"lr": -0.0}}
@@ -130,14 +150,15 @@ def test_lr_zero_and_negative_zero_are_different_groups(cls):
                 for entry in optimizer.param_groups:
                     entry["params"][...] = -0.0
 
-    run_both(cls, {}, [(50,)] * 4, np.float64, overrides=overrides, between=negative_zero_parameters)
+    run_both(cls, {}, [(50,)] * 4, np.float64, side, overrides=overrides, between=negative_zero_parameters)
     x, g = np.zeros(3), np.zeros(3)
     keys = {_blocks.group_key({"params": x, "grad": g, "lr": lr}, {"lr": lr}) for lr in (0.0, -0.0)}
     assert len(keys) == 2
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("cls, kwargs", [CONFIGS[4], CONFIGS[8], CONFIGS[10]])
-def test_schedule_changes_and_state_dict_reload_mid_run(cls, kwargs):
+def test_schedule_changes_and_state_dict_reload_mid_run(cls, kwargs, side):
     def between(step, plain, blocked):
         for optimizer in (plain, blocked):
             optimizer.lr = 0.01 * (0.5 ** (step // 2))  # a scheduler changing the lr
@@ -145,11 +166,12 @@ def test_schedule_changes_and_state_dict_reload_mid_run(cls, kwargs):
             blocked.load_state_dict(blocked.state_dict())
             plain.load_state_dict(plain.state_dict())
 
-    run_both(cls, kwargs, SHAPES, np.float32, steps=7, between=between)
+    run_both(cls, kwargs, SHAPES, np.float32, side, steps=7, between=between)
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("cls, kwargs", [CONFIGS[4], CONFIGS[8]])
-def test_non_contiguous_and_aliased_arrays_fall_back_to_the_plain_kernel(cls, kwargs):
+def test_non_contiguous_and_aliased_arrays_fall_back_to_the_whole_array_kernel(cls, kwargs, side):
     rng = np.random.default_rng(5)
     base = rng.standard_normal((40, 30))
     shared = rng.standard_normal(50)
@@ -166,9 +188,9 @@ def test_non_contiguous_and_aliased_arrays_fall_back_to_the_plain_kernel(cls, kw
     plain_entries, blocked_entries = make(), make()
     plain, blocked = cls(plain_entries, **kwargs), cls(blocked_entries, **kwargs)
     for _ in range(3):
-        with _blocks.configured(enabled=False):
+        with running("whole"):
             plain.step()
-        with _blocks.configured(**TINY):
+        with running(side):
             blocked.step()
         assert snapshot(plain) == snapshot(blocked)
 
@@ -192,7 +214,7 @@ _hyper = st.fixed_dictionaries(
     fraction=st.sampled_from([1, 4, 1000]),
     seed=st.integers(0, 2**16),
 )
-def test_any_block_size_thread_count_and_batching_is_bitwise_plain(
+def test_any_block_size_thread_count_and_batching_is_bitwise_the_reference(
     kind, hyper, sizes, dtype, block, threads, fraction, seed
 ):
     cls, extra = {
@@ -204,13 +226,14 @@ def test_any_block_size_thread_count_and_batching_is_bitwise_plain(
         "amsgrad": (AdamW, {"amsgrad": True, "betas": (0.5, 0.9)}),
     }[kind]
     settings = {"block_bytes": block, "threads": threads, "parallel_min_bytes": 0, "batch_max_fraction": fraction}
-    run_both(cls, {**hyper, **extra}, [(n,) for n in sizes], dtype, steps=3, seed=seed, settings=settings)
+    run_both(cls, {**hyper, **extra}, [(n,) for n in sizes], dtype, "blocked", steps=3, seed=seed, settings=settings)
 
 
-def test_threaded_step_really_uses_a_worker_thread():
+@pytest.mark.parametrize("side", SIDES)
+def test_threaded_step_really_uses_a_worker_thread(side):
     entries = make_entries([(5000,)], np.float32, 0)
     opt = AdamW(entries)
-    with _blocks.configured(block_bytes=1024, parallel_min_bytes=0, threads=2):
+    with running(side, {"block_bytes": 1024, "parallel_min_bytes": 0, "threads": 2, "compiled_parallel_min_bytes": 0}):
         opt.step()
     assert any(thread.name.startswith("numpy_optim") for thread in threading.enumerate())
 
@@ -220,7 +243,7 @@ def test_worker_threads_see_the_callers_errstate():
     def make():
         return SGD([{"params": np.full(4096, 3e38, np.float32), "grad": np.full(4096, -3e38, np.float32)}], lr=10.0)
 
-    with _blocks.configured(**TINY):
+    with running("blocked"):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with np.errstate(all="ignore"):
@@ -229,7 +252,8 @@ def test_worker_threads_see_the_callers_errstate():
             make().step()
 
 
-def test_steady_state_adamw_step_allocates_no_parameter_sized_temporaries():
+@pytest.mark.parametrize("side", SIDES)
+def test_steady_state_adamw_step_allocates_no_parameter_sized_temporaries(side):
     n = 2_000_000  # 8 MB of float32 per array
     rng = np.random.default_rng(0)
     entries = [{"params": rng.standard_normal(n).astype(np.float32), "grad": rng.standard_normal(n).astype(np.float32)}]
@@ -245,18 +269,20 @@ def test_steady_state_adamw_step_allocates_no_parameter_sized_temporaries():
         finally:
             tracemalloc.stop()
 
-    opt.step()
-    opt.step()  # buffers, scratch and worker threads exist from now on
-    blocked = transient_peak()
-    with _blocks.configured(enabled=False):
+    with running(side, {}):
+        opt.step()
+        opt.step()  # buffers, scratch and worker threads exist from now on
+        blocked = transient_peak()
+    with running("whole"):
         plain = transient_peak()
     param_bytes = entries[0]["params"].nbytes
     assert plain >= param_bytes, f"tracemalloc must see NumPy's buffers: plain step peaked at {plain} bytes"
-    assert blocked < 512 * 1024, f"a blocked step allocated {blocked} bytes (one parameter: {param_bytes})"
+    assert blocked < 512 * 1024, f"a {side} step allocated {blocked} bytes (one parameter: {param_bytes})"
 
 
+@pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("base", [SGD, Adam, AdamW], ids=lambda c: c.__name__)
-def test_a_subclass_overriding_update_is_honoured_on_the_batched_path(base):
+def test_a_subclass_overriding_update_is_honoured_on_the_batched_path(base, side):
     # _update is the documented extension point: the batched path must not go around it.
     calls = []
 
@@ -266,5 +292,6 @@ def test_a_subclass_overriding_update_is_honoured_on_the_batched_path(base):
             super()._update(index, param, grad, hyper, step)
 
     entries = [{"params": np.ones(n, np.float32), "grad": np.full(n, 0.5, np.float32)} for n in (3, 5, 300_000)]
-    Counting(entries, lr=0.1).step()
+    with running(side):
+        Counting(entries, lr=0.1).step()
     assert calls == [0, 1, 2]

@@ -1,0 +1,133 @@
+"""The numba backend: compiled twins of the NumPy kernels, bitwise equal to them.
+
+Imported only when a step runs on the numba backend (:mod:`numpy_optim._backend` imports
+it lazily), so ``import numpy_optim`` needs NumPy alone.
+
+Each optimizer's file holds, beside its NumPy kernel, a *kernel factory*: a plain Python
+function ``factory(*flags)`` returning ``kernel(param, grad, *buffers, constants)``, the
+NumPy kernel's lines as one scalar loop. :func:`kernel` compiles one per flag combination
+(the flags are closure constants, so every branch is decided at compile time and the loop
+vectorizes). The rules that keep the compiled bits equal to NumPy's
+(../shared/reference/compiled-kernels.md):
+
+* no ``fastmath``, ever: it contracts ``a * b + c`` into hardware FMAs (other bits);
+* ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy, and no
+  early-exit check stops the loop from vectorizing;
+* constants arrive cast to the arrays' dtype (``constants`` is an array of that dtype), as
+  NumPy casts Python scalars; a float64 literal inside a float32 loop would promote it;
+* :func:`numpy_optim._fma.scalar_fma` and :func:`~numpy_optim._fma.scalar_fma_exact` get
+  the implementations below: float32 through float64, and the float64 exact fma as the
+  same error-free emulation as :func:`numpy_optim._fma._fma64`, operation by operation
+  (``llvm.fma.f64`` differs from it on special values);
+* ``cache=True``: compiled code is kept on disk (``__pycache__`` beside the optimizer's
+  file, or ``$NUMBA_CACHE_DIR``); the closures capture only bools, so the cache hits in a
+  new process.
+
+The kernels release the GIL (``nogil``): numpy_optim runs large groups over its own
+thread pool (:mod:`numpy_optim._blocks`), not numba's threading layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+from . import _fma
+
+#: How every kernel is compiled. Never add fastmath.
+JIT_OPTIONS: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+VERSION = numba.__version__
+
+
+@intrinsic
+def _bits(typingctx: Any, x: Any) -> Any:
+    """The int64 bit pattern of a float64 (a reinterpreting cast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float(typingctx: Any, x: Any) -> Any:
+    """The float64 with this int64 bit pattern."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@overload(_fma.scalar_fma, jit_options=JIT_OPTIONS)
+def _scalar_fma(a, b, c):  # unannotated: numba compares these parameters with the implementations'
+    if a == types.float32:
+
+        def fma32(a, b, c):  # fma(): float64 product (exact), float64 sum, float32
+            return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+        return fma32
+
+    def fma64(a, b, c):  # fma(): np.multiply, then np.add
+        return a * b + c
+
+    return fma64
+
+
+@overload(_fma.scalar_fma_exact, jit_options=JIT_OPTIONS)
+def _scalar_fma_exact(a, b, c):
+    if a == types.float32:
+        return lambda a, b, c: _fma.scalar_fma(a, b, c)  # float32: always rounded once
+
+    def fma64_exact(a, b, c):  # _fma._fma64, line by line
+        p = a * b
+        t = a * 134217729.0  # Veltkamp: a = ah + al
+        ah = t - a
+        ah = t - ah
+        al = a - ah
+        big = 134217729.0 * b  # b is a scalar: the Python-float split of _fma64
+        bh = big - (big - b)
+        bl = b - bh
+        e = ah * bh  # e = ((ah bh - p) + ah bl + al bh) + al bl
+        e = e - p
+        e = e + ah * bl
+        e = e + al * bh
+        e = e + al * bl
+        s = c + p  # TwoSum: c + p = s + f
+        t = s - c
+        f = s - t
+        f = c - f
+        f = f + (p - t)
+        v = f + e  # TwoSum: f + e = v + r
+        t = v - f
+        r = v - t
+        r = f - r
+        r = r + (e - t)
+        v_bits = _bits(v)
+        if r != 0 and (v_bits & 1) == 0:  # round v to odd: one ulp toward r
+            v = _float(v_bits + (1 if (r > 0) == (v > 0) else -1))
+        result = s + v
+        if not (np.isfinite(result) and np.isfinite(e)):  # inf / NaN / overflow: the plain expression
+            result = p + c
+        return result
+
+    return fma64_exact
+
+
+_kernels: dict[tuple[Callable[..., Any], tuple[bool, ...]], Any] = {}
+
+
+def kernel(factory: Callable[..., Callable[..., None]], flags: tuple[bool, ...]) -> Any:
+    """The compiled kernel ``factory(*flags)`` (compiled at its first call, then kept)."""
+    key = (factory, flags)
+    compiled = _kernels.get(key)
+    if compiled is None:
+        compiled = _kernels[key] = numba.njit(**JIT_OPTIONS)(factory(*flags))
+    return compiled
