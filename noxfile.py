@@ -9,26 +9,35 @@ TORCH = "torch==2.13.0"  # the reference torch; a CPU build, pinned (a newer one
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """Run the whole test suite (unit, doctests, torch comparisons) in its own virtualenv."""
+@nox.parametrize("backend", ["numba", "numpy"])
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the whole test suite twice: on the numba backend, and in a virtualenv without numba."""
     session.install(TORCH)
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    if backend == "numba":
+        session.install("-e", ".[test,fast]")
+        session.run("pytest", *session.posargs, env={"NUMPY_OPTIM_BACKEND": "numba"})
+    else:  # numba absent: "auto" falls back to NumPy; the tests that need numba are left out
+        session.install("-e", ".[test]")
+        session.run("python", "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('numba') is not None)")
+        session.run("pytest", "-m", "not numba", *session.posargs, env={"NUMPY_OPTIM_BACKEND": "auto"})
 
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    """Run the torch.optim parity harness (profile "parity") and write reports/parity.md and .json."""
+    """Run the torch.optim parity harness (profile "parity", numba backend); write reports/parity.md, .json."""
     session.install(TORCH)
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "parity", "--profile", "parity", "--out", "reports", *session.posargs)
+    session.install("-e", ".[test,fast]")
+    session.run(
+        "python", "-m", "parity", "--profile", "parity", "--out", "reports", *session.posargs,
+        env={"NUMPY_OPTIM_BACKEND": "numba"},
+    )
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time numpy_optim against torch (pytest-benchmark) and write reports/bench.md and .json."""
     session.install(TORCH)
-    session.install("-e", ".[bench]")
+    session.install("-e", ".[bench,fast]")
     session.run(
         "pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
         "--benchmark-json", "reports/bench.json", *session.posargs,
@@ -47,6 +56,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (style, imports, no torch in numpy_optim) and mypy on the library."""
-    session.install("-e", ".[lint]")
+    session.install("-e", ".[lint,fast]")
     session.run("ruff", "check", ".")
     session.run("mypy")

@@ -66,7 +66,7 @@ def _float(typingctx: Any, x: Any) -> Any:
     return types.float64(types.int64), codegen
 
 
-@overload(_fma.scalar_fma, jit_options=JIT_OPTIONS)
+@overload(_fma.scalar_fma, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
 def _scalar_fma(a, b, c):  # unannotated: numba compares these parameters with the implementations'
     if a == types.float32:
 
@@ -81,7 +81,7 @@ def _scalar_fma(a, b, c):  # unannotated: numba compares these parameters with t
     return fma64
 
 
-@overload(_fma.scalar_fma_exact, jit_options=JIT_OPTIONS)
+@overload(_fma.scalar_fma_exact, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
 def _scalar_fma_exact(a, b, c):
     if a == types.float32:
         return lambda a, b, c: _fma.scalar_fma(a, b, c)  # float32: always rounded once

@@ -135,8 +135,9 @@ class SGD(Optimizer):
         \theta_t &= \theta_{t-1} - \alpha (g_t + \mu b_t) \ \text{(Nesterov) or }
                     \theta_{t-1} - \alpha b_t
 
-    The kernels are :func:`sgd_update_` (NumPy) and :func:`sgd_compiled` (numba). State: ``state[i]["momentum_buffer"]`` per entry
-    when momentum is on, and the optimizer-level ``state["step"]``.
+    The kernels are :func:`sgd_update_` (NumPy) and :func:`sgd_compiled` (numba). State:
+    ``state[i]["momentum_buffer"]`` per entry when momentum is on, and the optimizer-level
+    ``state["step"]``.
 
     References
     ----------

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+import numpy_optim
+
 from . import tolerance
 from .harness import Stats
 
@@ -30,10 +32,21 @@ def to_json(stats: Stats, profile: str, seconds: float) -> dict[str, Any]:
         "passed": not stats.failures,
         "failures": stats.failures,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__},
+        "backend": _backend(),
         "tolerance": {name: getattr(tolerance, name) for name in
                       ("ULPS64", "SENSITIVITY", "FACTOR32", "FLOOR32", "CHAOS_ULPS", "SCHEDULE_ULPS")},
         "rows": [_row(k, v) for k, v in sorted(stats.sides.items())],
     }
+
+
+def _backend() -> str:
+    """The numpy_optim backend the run used, with numba's version when it is numba."""
+    name = numpy_optim.backend()
+    if name == "numba":
+        import numba
+
+        return f"numba {numba.__version__}"
+    return name
 
 
 def _case_summary(case: dict[str, Any]) -> str:
@@ -66,8 +79,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     parts = [
         "# Parity report: numpy_optim vs torch.optim",
         "",
-        f"{status}. Hypothesis profile `{report['profile']}`, {report['seconds']} s; Python {v['python']}, "
-        f"NumPy {v['numpy']}, torch {v['torch']}. Tolerance constants: "
+        f"{status}. Hypothesis profile `{report['profile']}`, {report['seconds']} s; numpy_optim backend: "
+        f"**{report.get('backend', 'numpy')}**; Python {v['python']}, NumPy {v['numpy']}, torch {v['torch']}. "
+        "Tolerance constants: "
         + ", ".join(f"{k}={val}" for k, val in report["tolerance"].items()) + " (parity/tolerance.py).",
         "",
         "Worst error is the largest absolute difference judged (against torch in float64; against torch's "

@@ -45,7 +45,10 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 #: and a few parameters too large to be batched (> block / batch_max_fraction).
 SHAPES = [(), (0,), (1,), (7,), (3, 5), (31,), (32,), (64,), (65,), (257,), (10, 13), (2, 3, 50), (1000,)]
 
-TINY = {"block_bytes": 256, "parallel_min_bytes": 0, "threads": 2, "batch_max_fraction": 4, "compiled_parallel_min_bytes": 0}
+TINY = {
+    "block_bytes": 256, "parallel_min_bytes": 0, "threads": 2, "batch_max_fraction": 4,
+    "compiled_parallel_min_bytes": 0,
+}
 
 SIDES = [pytest.param("blocked", id="numpy-blocked"), pytest.param("compiled", id="numba", marks=pytest.mark.numba)]
 
@@ -57,7 +60,8 @@ def running(side, settings=None):
         with use_backend("numpy"), _blocks.configured(enabled=False):
             yield
         return
-    with use_backend("numba" if side == "compiled" else "numpy"), _blocks.configured(**(TINY if settings is None else settings)):
+    backend = "numba" if side == "compiled" else "numpy"
+    with use_backend(backend), _blocks.configured(**(TINY if settings is None else settings)):
         yield
 
 
