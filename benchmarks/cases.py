@@ -1,31 +1,34 @@
 """What the benchmarks time: optimizer configurations, problem sizes, and the sides compared.
 
 A *case* is one configuration (optimizer, hyperparameters, dtype) on one problem (a list
-of parameter sizes) for one *side*: numpy_optim (the default, blocked path), numpy_optim
-with the plain kernels (the allocating NumPy baseline), torch's default CPU path
-(``foreach=None, fused=None``: the single-tensor loop), ``foreach=True`` and ``fused=True``.
-:func:`build` makes the optimizer, its parameters and gradients and takes two warm-up
-steps (so every state buffer exists); only the returned ``step`` is timed.
+of parameter sizes) for one *side*: numpy_optim on its numba backend (``numpy_optim``),
+numpy_optim on its NumPy backend (``numpy_optim-numpy``: the blocked NumPy kernels),
+torch's default CPU path (``foreach=None, fused=None``: the single-tensor loop),
+``foreach=True`` and ``fused=True``. :func:`build` makes the optimizer, its parameters and
+gradients and takes two warm-up steps (so every state buffer exists and every kernel is
+compiled); only the returned ``step`` is timed, inside :func:`backend` of the same side.
 
 >>> [len(sizes) for sizes in SIZES.values()]
 [1, 1, 1, 200]
 >>> [len(cases) for cases in (CONFIGS, SIDES)]
-[8, 5]
+[10, 5]
 >>> int(model_sizes().min()) >= 64 and int(model_sizes().max()) <= 65_536
 True
+>>> with backend("numpy_optim-numpy"):
+...     numpy_optim.backend()
+'numpy'
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import numpy_optim
-from numpy_optim import _blocks
 
 
 def model_sizes(count: int = 200, low: int = 64, high: int = 65_536, seed: int = 0) -> np.ndarray:
@@ -51,8 +54,10 @@ CONFIGS = [
     Config("Adam", "Adam", {"lr": 1e-3}, "float32"),
     Config("Adam-amsgrad", "Adam", {"lr": 1e-3, "amsgrad": True}, "float32"),
     Config("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, "float32"),
-    Config("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, "float64"),
+    Config("SGD", "SGD", {"lr": 0.01}, "float64"),
     Config("SGD-momentum", "SGD", {"lr": 0.01, "momentum": 0.9}, "float64"),
+    Config("Adam", "Adam", {"lr": 1e-3}, "float64"),
+    Config("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, "float64"),
 ]
 
 #: Problem name -> parameter sizes (elements).
@@ -63,16 +68,20 @@ SIZES: dict[str, list[int]] = {
     "model200": [int(n) for n in model_sizes()],
 }
 
-#: Beyond the grid: 1,000 parameters of 100 elements (where batching small parameters
-#: matters most), for AdamW only.
+#: Beyond the grid: 1,000 parameters of 100 elements (where per-parameter overhead
+#: matters most), for the float32 configurations the targets name.
 EXTRA_SIZES: dict[str, list[int]] = {"tiny1000": [100] * 1000}
-EXTRA_CASES = [("AdamW", "float32", "tiny1000")]
+EXTRA_CASES = [("SGD", "float32", "tiny1000"), ("Adam", "float32", "tiny1000"), ("AdamW", "float32", "tiny1000")]
 
-#: Timed rounds per problem (few for 1e7, so the whole run stays a few minutes on 2 cores).
-ROUNDS = {"1e3": 300, "1e5": 100, "1e7": 7, "model200": 30, "tiny1000": 30}
+#: Timed rounds per problem. The whole suite (215 cases and the bandwidth floor) took
+#: about N minutes on the 2-core reference machine.
+ROUNDS = {"1e3": 300, "1e5": 100, "1e7": 15, "model200": 50, "tiny1000": 50}
 
 #: The sides of every comparison, in the order they run (back to back, per group).
-SIDES = ["numpy_optim", "numpy_optim-plain", "torch-default", "torch-foreach", "torch-fused"]
+SIDES = ["numpy_optim", "numpy_optim-numpy", "torch-default", "torch-foreach", "torch-fused"]
+
+#: numpy_optim's backend for each of its sides.
+BACKENDS = {"numpy_optim": "numba", "numpy_optim-numpy": "numpy"}
 
 
 def problem_sizes(size: str) -> list[int]:
@@ -90,26 +99,24 @@ def _arrays(sizes: list[int], dtype: str, seed: int = 0) -> tuple[list[np.ndarra
     return params, grads
 
 
-@contextlib.contextmanager
-def _plain() -> Iterator[None]:
-    with _blocks.configured(enabled=False):
-        yield
+def backend(side: str) -> contextlib.AbstractContextManager[Any]:
+    """The context a side's steps run in: numpy_optim's backend for its sides (entered once
+    around the warm-up and the timed rounds, so the switch is not timed), nothing for torch."""
+    if side in BACKENDS:
+        return numpy_optim.use_backend(BACKENDS[side])
+    return contextlib.nullcontext()
 
 
 def build(config: Config, size: str, side: str) -> Callable[[], None]:
-    """Make the optimizer for one case, take two warm-up steps, return its ``step``."""
+    """Make the optimizer for one case, take two warm-up steps, return its ``step``.
+
+    Call it, and the ``step`` it returns, inside ``backend(side)``.
+    """
     params, grads = _arrays(problem_sizes(size), config.dtype)
-    if side.startswith("numpy_optim"):
+    if side in BACKENDS:
         cls = getattr(numpy_optim, config.optimizer)
         optimizer = cls([{"params": p, "grad": g} for p, g in zip(params, grads)], **config.kwargs)
-        if side == "numpy_optim-plain":
-
-            def step() -> None:
-                with _plain():
-                    optimizer.step()
-
-        else:
-            step = optimizer.step
+        step = optimizer.step
     else:
         import torch
 
@@ -124,6 +131,6 @@ def build(config: Config, size: str, side: str) -> Callable[[], None]:
             "torch-fused": {"fused": True},
         }[side]
         step = getattr(torch.optim, config.optimizer)(tensors, **config.kwargs, **flags).step
-    for _ in range(2):
+    for _ in range(2):  # SGD with momentum compiles two kernels: its first step and the others
         step()
     return step

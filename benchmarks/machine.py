@@ -16,7 +16,8 @@ import numpy as np
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "ATEN_CPU_CAPABILITY", "NUMPY_OPTIM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "ATEN_CPU_CAPABILITY", "NUMPY_OPTIM_THREADS", "NUMPY_OPTIM_BACKEND",
+    "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
 )
 
 
@@ -74,8 +75,28 @@ def _blas() -> dict[str, Any]:
     return blas
 
 
+def _backend() -> dict[str, Any]:
+    """The backend numpy_optim's "numba" side runs on, and the settings its kernels use."""
+    import numpy_optim
+    from numpy_optim import _blocks
+
+    backend: dict[str, Any] = {}
+    try:
+        with numpy_optim.use_backend("numba"):
+            backend["backend in use_backend('numba')"] = numpy_optim.backend()
+        import numba
+
+        backend["numba"] = numba.__version__
+    except ImportError as error:
+        backend["backend in use_backend('numba')"] = f"unavailable ({error})"
+    backend["threads"] = _blocks.settings.threads
+    backend["compiled_parallel_min_bytes"] = _blocks.settings.compiled_parallel_min_bytes
+    return backend
+
+
 def describe() -> dict[str, Any]:
-    """CPU, cores, caches, memory, versions, BLAS, thread settings, numpy_optim's blocking."""
+    """CPU, cores, caches, memory, versions, BLAS, thread settings, numpy_optim's backend
+    and blocking."""
     from numpy_optim import _blocks
 
     try:
@@ -90,8 +111,9 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas(),
-        "thread environment": {name: os.environ.get(name, "(unset)") for name in THREAD_VARIABLES},
-        "numpy_optim blocks": {
+        "environment variables": {name: os.environ.get(name, "(unset)") for name in THREAD_VARIABLES},
+        "numpy_optim backend": _backend(),
+        "numpy_optim blocks (NumPy backend)": {
             "enabled": _blocks.settings.enabled,
             "block_bytes": _blocks.settings.block_bytes,
             "threads": _blocks.settings.threads,

@@ -1,7 +1,9 @@
 """Memory the optimizers use: persistent state per parameter, and a step's transient peak.
 
 Both are measured on real optimizer objects (the arrays in ``optimizer.state``; NumPy's
-own buffers as ``tracemalloc`` sees them), not computed from a formula.
+own buffers as ``tracemalloc`` sees them, on every thread), not computed from a formula.
+The numba kernels allocate nothing; what a step on that backend allocates is NumPy's
+(the constants array, flat views).
 
 >>> rows = state_bytes(sizes=[10, 20])
 >>> [(row["config"], row["bytes per parameter"]) for row in rows][:2]
@@ -55,11 +57,16 @@ def state_bytes(sizes: list[int], scale_to: float = 7e9) -> list[dict[str, Any]]
     return rows
 
 
-def transient_step_bytes(elements: int = 10_000_000, plain: bool = False) -> int:
-    """Peak bytes allocated during one steady-state AdamW step on ``elements`` float32."""
-    optimizer = _optimizer("AdamW", {}, [elements])
-    with _blocks.configured(enabled=not plain):
-        optimizer.step()  # scratch and worker threads exist from here on
+def transient_step_bytes(elements: int = 10_000_000, backend: str = "numba") -> int:
+    """Peak bytes allocated during one steady-state AdamW step on ``elements`` float32, on
+    numpy_optim's ``backend`` ("numba" or "numpy").
+
+    >>> transient_step_bytes(1000, "numpy") < 2**20
+    True
+    """
+    with numpy_optim.use_backend(backend):
+        optimizer = _optimizer("AdamW", {}, [elements])
+        optimizer.step()  # kernels compiled; scratch and worker threads exist from here on
         tracemalloc.start()
         try:
             tracemalloc.reset_peak()

@@ -1,13 +1,16 @@
 """Time one optimizer step: numpy_optim against torch.optim, in the same run.
 
 Every configuration × problem size is one pytest-benchmark group; its sides
-(numpy_optim, numpy_optim with the plain kernels, torch default, foreach, fused) run back
-to back, so they share the machine's conditions. Setup (arrays, optimizer, two warm-up
-steps) is outside the timed call; only ``step()`` is timed. Nothing here asserts a time:
-``benchmarks/report.py`` turns the JSON into ratios.
+(numpy_optim on the numba backend, numpy_optim on the NumPy backend, torch default,
+foreach, fused) run back to back, so they share the machine's conditions. Setup (arrays,
+optimizer, two warm-up steps, which also compile the numba kernels) is outside the timed
+call; only ``step()`` is timed. The bandwidth floor (:mod:`benchmarks.stream`) runs in the
+same session. Nothing here asserts a time: ``benchmarks/report.py`` turns the JSON into
+ratios and percentages of the floor.
 
 Run: ``nox -s bench`` (or ``pytest benchmarks --benchmark-only``); one group:
-``pytest benchmarks --benchmark-only -k "AdamW and float32 and 1e7"``.
+``pytest benchmarks --benchmark-only -k "AdamW and float32 and 1e7"``; the floor alone:
+``-k bandwidth``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import gc
 import os
 import time
 
-import numpy as np
 import pytest
 
-from benchmarks.cases import CONFIGS, EXTRA_CASES, ROUNDS, SIDES, SIZES, build, group_name, problem_sizes
+from benchmarks.cases import CONFIGS, EXTRA_CASES, ROUNDS, SIDES, SIZES, backend, build, group_name, problem_sizes
+from benchmarks.stream import Stream
 
 
 def _busy_ticks() -> tuple[int, int] | None:
@@ -59,32 +62,36 @@ CASES = [
 
 @pytest.mark.parametrize("config, size, side", CASES)
 def test_step(benchmark, config, size, side):
-    step = build(config, size, side)
     benchmark.group = group_name(config, size)
     benchmark.extra_info.update(
         config=config.name, dtype=config.dtype, size=size, side=side,
         elements=sum(problem_sizes(size)), parameters=len(problem_sizes(size)),
     )
-    before, start = _busy_ticks(), time.perf_counter()
-    benchmark.pedantic(step, rounds=ROUNDS[size], iterations=1, warmup_rounds=1)
-    benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
+    with backend(side):  # numpy_optim's sides: use_backend("numba") or ("numpy")
+        step = build(config, size, side)
+        before, start = _busy_ticks(), time.perf_counter()
+        benchmark.pedantic(step, rounds=ROUNDS[size], iterations=1, warmup_rounds=1)
+        benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
     del step
     gc.collect()
 
 
-N = 10_000_000
+#: (shape, array sets) of the bandwidth floor: one set per optimizer shape, cycling through
+#: 4 sets of arrays so that each call streams from memory, not from a large shared L3;
+#: and AdamW's shape on one reused set, as an optimizer's rounds reuse its arrays.
+FLOOR = [("R2W1", 4), ("R3W2", 4), ("R4W3", 4), ("R5W4", 4), ("R4W3", 1)]
 
 
-@pytest.mark.parametrize("operation", ["copyto", "add", "add-inplace", "multiply-inplace"])
-def test_bandwidth_reference(benchmark, operation):
-    """Plain NumPy passes over 10M float32 arrays: the machine's practical bandwidth."""
-    a, b, c = (np.ones(N, np.float32) for _ in range(3))
-    call, streams = {
-        "copyto": (lambda: np.copyto(a, b), 2),
-        "add": (lambda: np.add(a, b, out=c), 3),
-        "add-inplace": (lambda: np.add(a, b, out=a), 3),
-        "multiply-inplace": (lambda: np.multiply(a, 1.0, out=a), 2),
-    }[operation]
-    benchmark.group = "reference: one NumPy pass over 10M float32"
-    benchmark.extra_info.update(operation=operation, bytes=streams * N * 4)
-    benchmark.pedantic(call, rounds=20, iterations=1, warmup_rounds=2)
+@pytest.mark.parametrize("shape, sets", FLOOR, ids=[f"{shape}-{sets}sets" for shape, sets in FLOOR])
+def test_bandwidth_floor(benchmark, shape, sets):
+    """In-place streams over 10M float32 arrays on numpy_optim's threads: the memory floor."""
+    with Stream(shape, n=10_000_000, sets=sets) as stream:
+        benchmark.group = "bandwidth floor: in-place streams over 10M float32"
+        benchmark.extra_info.update(
+            shape=shape, sets=sets, elements=stream.n, threads=stream.threads, bytes=stream.bytes,
+        )
+        before, start = _busy_ticks(), time.perf_counter()
+        benchmark.pedantic(stream, rounds=30, iterations=1, warmup_rounds=2 * sets)
+        benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
+    del stream
+    gc.collect()

@@ -373,48 +373,53 @@ def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -
 
 def run_compiled(kernel: Any, items: Sequence[Sequence[np.ndarray]], constants: np.ndarray) -> None:
     """Apply a compiled ``kernel(param, grad, *buffers, constants)`` to every tuple of
-    arrays in ``items``, in place (the arrays as for :func:`run`).
+    arrays in ``items``, in place (the arrays as for :func:`run`; one group, so every
+    tuple has the same buffers).
 
-    A kernel takes a fixed number of arrays (an optimizer's largest set); a tuple with
-    fewer buffers (no momentum, no amsgrad) passes its parameter in the unused places,
+    A kernel takes a fixed number of arrays (its optimizer's largest set); tuples with
+    fewer buffers (no momentum, no amsgrad) pass their parameter in the unused places,
     which the kernel, compiled without that option, never touches. Groups of at least
-    :attr:`Settings.compiled_parallel_min_bytes` per array are split into
+    :attr:`Settings.compiled_parallel_min_bytes` per array are cut into
     ``settings.threads`` parts of equal size; the kernels release the GIL.
     """
-    arity = kernel.py_func.__code__.co_argcount - 1
-    total = sum(arrays[0].size for arrays in items)
+    pad = kernel.py_func.__code__.co_argcount - 1 - len(items[0])
     threads = settings.threads
-    if threads <= 1 or total * constants.dtype.itemsize < settings.compiled_parallel_min_bytes:
-        for arrays in items:
-            padded = [_flat(a) for a in arrays]
-            kernel(*padded, *padded[:1] * (arity - len(padded)), constants)
-        return
-    _fan_out(_run_part, _parts(items, threads, arity), kernel, constants)
+    if threads > 1:
+        total = sum(arrays[0].size for arrays in items)
+        if total * constants.dtype.itemsize >= settings.compiled_parallel_min_bytes:
+            _fan_out(_run_part, _parts(items, threads, total), kernel, constants, pad)
+            return
+    _run_part(items, kernel, constants, pad)
 
 
-def _run_part(part: list[list[np.ndarray]], kernel: Any, constants: np.ndarray) -> None:
+def _run_part(part: Sequence[Sequence[np.ndarray]], kernel: Any, constants: np.ndarray, pad: int) -> None:
     for arrays in part:
-        kernel(*arrays, constants)
+        if arrays[0].ndim != 1:
+            arrays = [a.reshape(-1) for a in arrays]  # views: the arrays are C-contiguous
+        kernel(*arrays, *[arrays[0]] * pad, constants)
 
 
-def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, arity: int) -> list[list[list[np.ndarray]]]:
-    """The tuples of flat arrays (padded to ``arity``), cut into ``parts`` contiguous runs
-    of about equal numbers of elements (a cut inside a parameter falls on a multiple of
-    64 elements)."""
-    total = sum(arrays[0].size for arrays in items)
+def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, total: int) -> list[list[Sequence[np.ndarray]]]:
+    """``items`` cut into ``parts`` contiguous runs of about ``total / parts`` elements;
+    a parameter that straddles a cut is sliced, at a multiple of 64 elements."""
     share = -(-total // parts)
     share += -share % 64
-    out: list[list[list[np.ndarray]]] = [[] for _ in range(parts)]
+    out: list[list[Sequence[np.ndarray]]] = [[] for _ in range(parts)]
     part, room = 0, share
     for arrays in items:
-        flat = [_flat(a) for a in arrays]
-        flat += flat[:1] * (arity - len(flat))
-        n, start = flat[0].size, 0
-        while start < n:
-            take = n - start if part == parts - 1 else min(room, n - start)
-            out[part].append(flat if take == n else [a[start : start + take] for a in flat])
-            start += take
-            room -= take
-            if room == 0 and part < parts - 1:
+        n = arrays[0].size
+        if n <= room or part == parts - 1:
+            out[part].append(arrays)
+            room -= n
+        else:
+            flat = [_flat(a) for a in arrays]
+            start = 0
+            while n - start > room and part < parts - 1:
+                out[part].append([a[start : start + room] for a in flat])
+                start += room
                 part, room = part + 1, share
+            out[part].append([a[start:] for a in flat])
+            room -= n - start
+        if room <= 0 and part < parts - 1:
+            part, room = part + 1, share
     return [chunk for chunk in out if chunk]

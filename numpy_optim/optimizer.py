@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -317,48 +318,59 @@ class Optimizer:
 
         For elementwise optimizers that is the groups of entries that share one kernel
         call. A :class:`_Plan` of the step is kept and reused while every entry holds the
-        same arrays (same objects, shapes, strides, dtypes, writeability), the same number
-        of keys and the same state buffers; hyperparameters are checked at every step, and
-        entries that carry their own are regrouped by them.
+        same arrays (same objects, shapes, dtypes and flags), the same number of keys and
+        the same state buffers; hyperparameters are checked at every step, and entries
+        that carry their own are regrouped by them.
         """
         if not self._elementwise():
             return self._check_entries(self.param_groups)
-        plan = self._plan
-        arrays = plan.arrays(self) if plan is not None else None
-        if arrays is not None:
-            defaults = self._check_hyperparameters("defaults: ", self.defaults)
-            plain: dict[str, Any] | None = None  # the hyperparameters of an entry without overrides
-            hyperparameters = []
-            for index, entry in enumerate(self.param_groups):
-                if len(entry) == 2:
-                    plain = plain or self._resolve(entry, f"params[{index}]: ", defaults)
-                    hyper = plain
-                else:
-                    hyper = self._resolve(entry, f"params[{index}]: ", defaults)
-                    if len(arrays[index]) != 2 + len(self._buffer_names(hyper)):
-                        arrays = None  # an override changed which buffers the entry has
-                        break
-                hyperparameters.append(hyper)
-        if arrays is None or plan is None:
-            hyperparameters = self._check_entries(self.param_groups)
-            arrays, firsts = [], []
-            for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
-                buffers, first = self._buffers(index, entry["params"], hyper)
-                arrays.append((entry["params"], entry["grad"], *buffers))
-                firsts.append(first)
-            # A step that creates buffers changes the state (and SGD's first step differs
-            # from the next): plan from the next step on.
-            plan = self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
-        else:
-            firsts = [False] * len(arrays)
+        work = self._prepare_from_plan() if self._plan is not None else None
+        if work is not None:
+            return work
+        hyperparameters = self._check_entries(self.param_groups)
+        arrays, firsts = [], []
+        for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
+            buffers, first = self._buffers(index, entry["params"], hyper)
+            arrays.append((entry["params"], entry["grad"], *buffers))
+            firsts.append(first)
+        # A step that creates buffers changes the state (and SGD's first step differs from
+        # the next one): plan from the next step on.
+        self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
         groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
         whole = []
-        for index, (entry, hyper, items, first) in enumerate(zip(self.param_groups, hyperparameters, arrays, firsts)):
-            if plan.blockable[index] if plan is not None else _blocks.blockable(items):
+        for entry, hyper, items, first in zip(self.param_groups, hyperparameters, arrays, firsts):
+            if _blocks.blockable(items):
                 groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(items)
             else:
                 whole.append((items, hyper, first))
         return list(groups.values()), whole
+
+    def _prepare_from_plan(self) -> Any:
+        """:meth:`_prepare` through the kept plan, or None when it no longer holds."""
+        plan = self._plan
+        assert plan is not None
+        arrays = plan.arrays(self)
+        if arrays is None:
+            return None
+        defaults = self._check_hyperparameters("defaults: ", self.defaults)
+        # Entries without overrides: the defaults, checked once (with the first one's name).
+        plain = self._resolve(self.param_groups[plan.plain[0]], f"params[{plan.plain[0]}]: ", defaults) \
+            if plan.plain else defaults
+        groups = [(plain, False, [arrays[i] for i in indices]) for indices in plan.plain_groups]
+        whole = [(arrays[i], plain, False) for i in plan.plain_whole]
+        regrouped: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
+        for index in plan.overriding:
+            entry = self.param_groups[index]
+            hyper = self._resolve(entry, f"params[{index}]: ", defaults)
+            if len(arrays[index]) != 2 + len(self._buffer_names(hyper)):
+                return None  # an override changed which buffers the entry has
+            if plan.blockable[index]:
+                regrouped.setdefault(_blocks.group_key(entry, hyper, False), (hyper, False, []))[2].append(
+                    arrays[index]
+                )
+            else:
+                whole.append((arrays[index], hyper, False))
+        return groups + list(regrouped.values()), whole
 
     def _run(self, work: Any, step: int) -> None:
         """Apply the update (``work`` from :meth:`_prepare`)."""
@@ -518,52 +530,66 @@ class Optimizer:
         self._plan = None
 
 
-def _signature(array: Any) -> tuple[Any, ...]:
-    return (array.shape, array.strides, array.dtype, array.flags.writeable)
+_META = operator.attrgetter("shape", "dtype", "flags.num")  # flags: contiguity, writeability, ...
 
 
 class _Plan:
     """What one step validated, kept to check cheaply that the next step may reuse it.
 
-    Per entry: its number of keys, its buffer names, and weak references to its arrays
-    (parameter, gradient, buffers) with their shapes, strides, dtypes and writeability,
-    and whether they can go through the blocked and compiled paths. Weak references: the
-    plan keeps no array alive, and a dead or replaced array makes it stale.
+    It records every entry's number of keys, buffer names, and its arrays (parameter,
+    gradient, buffers): their ids, shapes, dtypes and flags (contiguity, writeability),
+    and whether they can go through the blocked and compiled paths; and, for the entries
+    without overrides, their groups. It holds weak references only, so it keeps no array
+    alive; when one of its arrays dies it is stale (so an id is never mistaken for a
+    new array's).
     """
-
-    __slots__ = ("records", "blockable")
 
     def __init__(
         self, optimizer: Optimizer, arrays: list[tuple[np.ndarray, ...]], hyperparameters: list[dict[str, Any]],
     ) -> None:
-        self.records = []
-        for index, (entry, items, hyper) in enumerate(zip(optimizer.param_groups, arrays, hyperparameters)):
+        entries, state = optimizer.param_groups, optimizer.state
+        self.stale = False
+        self.n_keys = [len(entry) for entry in entries]
+        self.names = []  # each entry's buffer names, in kernel order
+        for hyper in hyperparameters:
             used = optimizer._buffer_names(hyper)
-            names = tuple(name for name in optimizer._buffer_order if name in used)  # kernel order
-            n_state = len(optimizer.state.get(index, _NO_BUFFERS))
-            self.records.append(
-                (len(entry), names, n_state, tuple(weakref.ref(a) for a in items), tuple(map(_signature, items)))
-            )
+            self.names.append(tuple(name for name in optimizer._buffer_order if name in used))
+        self.n_state = [len(state.get(index, _NO_BUFFERS)) for index in range(len(entries))]
+        flat = [array for items in arrays for array in items]
+        self.ids = [id(array) for array in flat]
+        self.meta = [_META(array) for array in flat]
+        self.refs = [weakref.ref(array, self._die) for array in flat]
         self.blockable = [_blocks.blockable(items) for items in arrays]
+        self.overriding = [index for index, n in enumerate(self.n_keys) if n != 2]
+        self.plain = [index for index, n in enumerate(self.n_keys) if n == 2]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index in self.plain:
+            if self.blockable[index]:
+                groups.setdefault(_blocks.group_key(entries[index], hyperparameters[index], False), []).append(index)
+        self.plain_groups = list(groups.values())
+        self.plain_whole = [index for index in self.plain if not self.blockable[index]]
+
+    def _die(self, ref: Any) -> None:
+        self.stale = True
 
     def arrays(self, optimizer: Optimizer) -> list[tuple[np.ndarray, ...]] | None:
         """Every entry's arrays if nothing the plan rests on changed, else None."""
         entries, state = optimizer.param_groups, optimizer.state
-        if len(entries) != len(self.records):
+        if self.stale or [len(entry) for entry in entries] != self.n_keys:
             return None
-        out = []
-        for index, (entry, (n_keys, names, n_state, refs, signatures)) in enumerate(zip(entries, self.records)):
-            buffers = state.get(index, _NO_BUFFERS)
-            if len(entry) != n_keys or len(buffers) != n_state:
-                return None
-            items = (entry.get("params"), entry.get("grad"), *[buffers.get(name) for name in names])
-            for array, ref in zip(items, refs):
-                if array is None or array is not ref():  # replaced, removed, or dead
-                    return None
-            if tuple(map(_signature, items)) != signatures:
-                return None
-            out.append(items)
-        return out
+        if [len(state.get(index, _NO_BUFFERS)) for index in range(len(entries))] != self.n_state:
+            return None
+        arrays = []
+        for index, (entry, names) in enumerate(zip(entries, self.names)):
+            if names:
+                buffers = state[index]
+                arrays.append((entry.get("params"), entry.get("grad"), *[buffers.get(name) for name in names]))
+            else:
+                arrays.append((entry.get("params"), entry.get("grad")))
+        flat = [array for items in arrays for array in items]
+        if [id(array) for array in flat] != self.ids or list(map(_META, flat)) != self.meta:
+            return None
+        return arrays
 
 
 _NO_BUFFERS: dict[str, np.ndarray] = {}
