@@ -1,10 +1,10 @@
-"""Blocked, threaded, allocation-free execution of the elementwise update kernels.
+"""How the optimizers run their kernels: blocked, batched and threaded NumPy, or compiled.
 
 An optimizer update is elementwise: element ``k`` of every output depends only on element
-``k`` of the inputs. The plain kernels (:func:`numpy_optim.sgd_update_`,
-:func:`numpy_optim.adam_update_`) apply a dozen whole-array NumPy operations, each of
-which allocates a temporary the size of the parameter and streams it through memory.
-Here the same operations, in the same order, with the same scalar operands, run
+``k`` of the inputs. Each optimizer has one NumPy kernel (``sgd_update_``,
+``adam_update_``: ``kernel(arrays, scratch, k)``, whole arrays or blocks of them, work
+arrays passed in) and its compiled twin (numpy_optim/_compiled.py). :func:`run` applies
+the NumPy kernel to a group of parameters with equal hyperparameters
 
 * into scratch buffers (``out=``) that belong to the thread and are reused from step to
   step, so a steady-state step allocates nothing the size of a parameter;
@@ -15,22 +15,19 @@ Here the same operations, in the same order, with the same scalar operands, run
 * with small parameters gathered into one block-sized batch (exact copies), so the ~14
   ufunc calls of an Adam update are paid once per batch instead of once per parameter.
 
-Every element still goes through exactly the same IEEE operations as in the plain kernel,
-so trajectories are bitwise identical to it (``tests/unit/test_blocked.py`` checks this
-for every optimizer configuration). ``settings.enabled = False`` (or
-``with configured(enabled=False):``) makes the optimizers call the plain kernels again.
+Every element goes through the same IEEE operations as the kernel on whole arrays, so
+the results are bitwise identical (``tests/unit/test_blocked.py``); ``settings.enabled =
+False`` (or ``with configured(enabled=False):``) runs the NumPy kernel on whole arrays,
+the reference. :func:`run_compiled` calls a compiled kernel once per parameter (numba
+releases the GIL), cutting large groups into equal parts over the same threads.
 
-Floating-point errors behave as in the plain kernels: workers run in a copy of the
-caller's context, so ``np.errstate`` applies to them too. Under ``np.errstate(all="raise")``
-a step that raises leaves its arrays partly updated, as the plain kernels do, though not
-at the same point.
+Floating-point errors behave as NumPy's: workers run in a copy of the caller's context,
+so ``np.errstate`` applies to them too. Under ``np.errstate(all="raise")`` a step that
+raises leaves its arrays partly updated, as NumPy would, though not at the same point.
+(The compiled kernels cannot raise: numpy_optim/_backend.py keeps such steps on NumPy.)
 
-A block kernel has the signature ``kernel(arrays, scratch, constants)``: ``arrays`` are
-1-d views of equal length (parameter, gradient, state buffers, in the order the optimizer
-lists them), updated in place; ``scratch`` is a list of ``n_scratch`` 1-d work arrays of
-the same length and dtype (for float32, followed by one float64 work row for
-:func:`numpy_optim._fma.fma`), whose contents on entry are garbage; ``constants`` is whatever
-the optimizer computed once for the step.
+``NUMPY_OPTIM_THREADS`` (default: the cores this process may run on) sets
+:attr:`Settings.threads`, for both backends.
 """
 
 from __future__ import annotations
@@ -67,7 +64,8 @@ class Settings:
     Attributes
     ----------
     enabled : bool
-        False: every entry goes through the plain, allocating kernel (the reference).
+        False: the NumPy backend runs each parameter's whole arrays through its kernel,
+        allocating its work arrays (the reference). The compiled backend ignores it.
     block_bytes : int
         Bytes per array in one block (512 KiB: 131,072 float32 elements). Smaller blocks
         keep the seven arrays an Adam block touches in L2 (2 MiB on the reference machine),
@@ -89,6 +87,10 @@ class Settings:
         block-sized batches; larger ones are processed in place, block by block.
         (Gathering larger ones too, to give threads longer ufunc calls, was measured
         slower: the copies cost more than the threads win.)
+    compiled_parallel_min_bytes : int
+        On the compiled backend, a group smaller than this (per array, 1 MiB: 262,144
+        float32 elements) runs in the calling thread; a larger one is cut into
+        ``threads`` parts of equal size, one per thread.
     """
 
     enabled: bool = True
