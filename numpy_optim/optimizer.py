@@ -141,9 +141,13 @@ class Optimizer:
     """Base class: owns the parameter entries, the state, state dicts and validation.
 
     A subclass declares its hyperparameters in ``_validators`` (name -> function that
-    checks and normalises one value), its per-parameter buffers in :meth:`_buffer_names`,
-    checks combinations in :meth:`_check_combination`, and applies its update kernel to
-    one entry in :meth:`_update`.
+    checks and normalises one value), its per-parameter buffers in :meth:`_buffer_names`
+    and checks combinations in :meth:`_check_combination`. An elementwise optimizer
+    (sgd.py is the model to copy) then names its two kernels, ``_kernel`` (NumPy) and
+    ``_kernel_factory`` (compiled), its ``_buffer_order`` and ``_n_scratch``, and turns
+    hyperparameters into one step's flags and constants in :meth:`_scalars`; this class
+    does the rest (validation, buffers, grouping, the backends, the reused plan). A
+    subclass that overrides :meth:`_update` gets every entry through it, one at a time.
 
     Parameters
     ----------
