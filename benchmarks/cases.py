@@ -73,8 +73,10 @@ SIZES: dict[str, list[int]] = {
 EXTRA_SIZES: dict[str, list[int]] = {"tiny1000": [100] * 1000}
 EXTRA_CASES = [("SGD", "float32", "tiny1000"), ("Adam", "float32", "tiny1000"), ("AdamW", "float32", "tiny1000")]
 
-#: Timed rounds per problem. The whole suite (215 cases and the bandwidth floor) took
-#: about N minutes on the 2-core reference machine.
+#: Timed rounds per problem. The whole suite (215 cases and the bandwidth floor) should take
+#: 2-3 minutes on the quiet 2-core reference machine (about 55 s of timed rounds, estimated
+#: from an earlier run, plus ~0.3 s of setup per case and the first run's numba compiles);
+#: other load makes torch's multi-threaded rounds, and so the run, much slower.
 ROUNDS = {"1e3": 300, "1e5": 100, "1e7": 15, "model200": 50, "tiny1000": 50}
 
 #: The sides of every comparison, in the order they run (back to back, per group).

@@ -21,6 +21,7 @@ numba's one-time set-up in the process, not the imports, which are timed apart.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import statistics
@@ -126,6 +127,7 @@ def measure(repeats: int = 3) -> dict:
         results.append(row)
     every = [run for by_kind in runs.values() for kind in by_kind.values() for run in kind]
     return {
+        "datetime": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "numba": every[0]["numba"],
         "elements": ELEMENTS,

@@ -91,7 +91,7 @@ def test_bandwidth_floor(benchmark, shape, sets):
             shape=shape, sets=sets, elements=stream.n, threads=stream.threads, bytes=stream.bytes,
         )
         before, start = _busy_ticks(), time.perf_counter()
-        benchmark.pedantic(stream, rounds=30, iterations=1, warmup_rounds=2 * sets)
+        benchmark.pedantic(stream, rounds=50, iterations=1, warmup_rounds=2 * sets)
         benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
     del stream
     gc.collect()

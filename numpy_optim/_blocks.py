@@ -402,26 +402,35 @@ def _run_part(part: Sequence[Sequence[np.ndarray]], kernel: Any, constants: np.n
 
 
 def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, total: int) -> list[list[Sequence[np.ndarray]]]:
-    """``items`` cut into ``parts`` contiguous runs of about ``total / parts`` elements;
-    a parameter that straddles a cut is sliced, at a multiple of 64 elements."""
+    """``items`` split into ``parts`` lists of about ``total / parts`` elements each.
+
+    The pool's threads (parts 1, 2, ...) take the largest parameters, the calling thread
+    (part 0) the rest: every compiled call takes the GIL once, and a thread that waits
+    for it pays a wake-up, so the threads that the GIL hands over to should make few
+    calls. A parameter larger than what is left of a thread's share is sliced. The
+    updates are independent, so neither the order nor the cuts change any result.
+    """
     share = -(-total // parts)
-    share += -share % 64
+    share += -share % 64  # whole cache lines for the sliced parameters' first cut
     out: list[list[Sequence[np.ndarray]]] = [[] for _ in range(parts)]
-    part, room = 0, share
-    for arrays in items:
+    part, room = 1, share
+    order = sorted(items, key=lambda arrays: arrays[0].size, reverse=True)
+    for position, arrays in enumerate(order):
+        if part == parts:  # the workers are full: the rest is the calling thread's
+            out[0].extend(order[position:])
+            break
         n = arrays[0].size
-        if n <= room or part == parts - 1:
+        if n <= room:
             out[part].append(arrays)
             room -= n
         else:
             flat = [_flat(a) for a in arrays]
             start = 0
-            while n - start > room and part < parts - 1:
+            while part < parts and n - start > room:
                 out[part].append([a[start : start + room] for a in flat])
-                start += room
-                part, room = part + 1, share
-            out[part].append([a[start:] for a in flat])
+                start, part, room = start + room, part + 1, share
+            out[part if part < parts else 0].append([a[start:] for a in flat])
             room -= n - start
-        if room <= 0 and part < parts - 1:
+        if room <= 0:
             part, room = part + 1, share
     return [chunk for chunk in out if chunk]
