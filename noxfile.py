@@ -35,14 +35,15 @@ def parity(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Time numpy_optim against torch (pytest-benchmark) and write reports/bench.md and .json."""
+    """Time numpy_optim against torch (pytest-benchmark), and the JIT; write reports/bench.md and .json."""
     session.install(TORCH)
     session.install("-e", ".[bench,fast]")
     session.run(
         "pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
         "--benchmark-json", "reports/bench.json", *session.posargs,
     )
-    session.run("python", "benchmarks/report.py", "reports/bench.json", "reports/bench.md")
+    session.run("python", "benchmarks/compile_time.py", "reports/compile.json")
+    session.run("python", "benchmarks/report.py", "reports/bench.json", "reports/bench.md", "reports/compile.json")
 
 
 @nox.session

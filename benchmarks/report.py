@@ -324,10 +324,12 @@ def bandwidth_section(run: Run) -> list[str]:
         "numba backend splits a large parameter. R*r*W*w reads *r* arrays and writes *w* of them "
         "back: R2W1 is SGD's traffic (`p += s*g`), R3W2 SGD with momentum, R4W3 Adam and AdamW, "
         "R5W4 Adam with amsgrad. bytes = (r + w) × 4 × elements (writes go to arrays just read: "
-        "no write-allocate). With 4 sets, each call streams the next of 4 independent sets of "
-        "arrays, so its data was last touched several hundred MB earlier and comes from memory, "
-        "not from the (large, shared) L3 of a VM's host: these rates are the floor. With 1 set "
-        "the arrays are reused every call, as a benchmark round reuses an optimizer's.",
+        "no write-allocate). With 8 sets, each call streams the next of 8 independent sets of "
+        "arrays, so its data was last touched more than 1 GB of traffic earlier and comes from "
+        "memory, not from the (large, shared) L3 of a VM's host: these rates (medians) are the "
+        "floor. With 1 set the arrays are reused every call, as a benchmark round reuses an "
+        "optimizer's. On a shared machine these rates move with the other load (the memory bus "
+        "is shared too): compare them with the *other load* column.",
         "",
         "| stream | sets | bytes per call | median | GB/s (median) | GB/s (fastest) | other load |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -21,10 +21,11 @@ The kernels are numba loops (``nogil``, ``error_model="numpy"``, no fastmath) ru
 ``threads`` Python threads (default: numpy_optim's ``settings.threads``), each on one
 contiguous part of every array, the way numpy_optim's numba backend splits a large
 parameter. A :class:`Stream` cycles through ``sets`` independent sets of arrays, one per
-call: with 4 sets of 10M elements, an R4W3 round touches 160 MB and the set it touches
-was last used 480 MB of traffic earlier, so it has left a CPU cache of a few hundred MB
-(a VM's L3 is often the host's, shared and large). With ``sets=1`` the same arrays are
-reused every call, as a benchmark round of one optimizer reuses its parameter.
+call: with 8 sets of 10M elements, an R4W3 call touches 160 MB, and the set it touches was
+last used 1.1 GB of traffic earlier, so it has left even a CPU cache of several hundred
+MB (a VM's L3 may be the host's: shared, and large; the reference machine reports 260 MB). With
+``sets=1`` the same arrays are reused every call, as a benchmark round of one optimizer
+reuses its parameter.
 
 >>> with Stream("R2W1", n=1000, sets=2, threads=2) as stream:
 ...     for _ in range(3):  # set 0, set 1, set 0
@@ -90,7 +91,7 @@ class Stream:
     """One in-place stream kernel over ``sets`` sets of float32 arrays of ``n`` elements,
     split over ``threads`` threads; calling it runs the kernel once on the next set."""
 
-    def __init__(self, shape: str, n: int = 10_000_000, sets: int = 4, threads: int | None = None) -> None:
+    def __init__(self, shape: str, n: int = 10_000_000, sets: int = 8, threads: int | None = None) -> None:
         if threads is None:
             from numpy_optim import _blocks
 
