@@ -114,8 +114,8 @@ def _scalar_fma_exact(a, b, c):
         if r != 0 and (v_bits & 1) == 0:  # round v to odd: one ulp toward r
             v = _float(v_bits + (1 if (r > 0) == (v > 0) else -1))
         result = s + v
-        if not (np.isfinite(result) and np.isfinite(e)):  # inf / NaN / overflow: the plain expression
-            result = p + c
+        if not (np.isfinite(result) and np.isfinite(e)):  # inf / NaN / overflow: the plain sum c + p
+            result = s
         return result
 
     return fma64_exact

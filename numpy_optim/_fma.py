@@ -150,9 +150,8 @@ def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.n
         np.isfinite(t, out=mask)
         np.isfinite(e, out=parity)
         np.logical_and(mask, parity, out=mask)
-        if not mask.all():  # inf / NaN / overflow: what the plain expression gives
-            np.add(p, c, out=w)
-            np.copyto(t, w, where=~mask)
+        if not mask.all():  # inf / NaN / overflow: what the plain sum c + p gives
+            np.copyto(t, s, where=~mask)
     if out is None:
         return t.copy()
     np.copyto(out, t)

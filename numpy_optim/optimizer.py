@@ -269,9 +269,10 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter in place from its gradient (one optimizer step)."""
+        compiled = _backend.compiled() if self._elementwise() else None  # may refuse: before anything
         work = self._prepare()  # every check and every new buffer, before any write
         self.state["step"] += 1
-        self._run(work, self.state["step"])
+        self._run(work, self.state["step"], compiled)
 
     # ----- elementwise optimizers: one kernel applied to (param, grad, buffers) ----------
     #
@@ -298,12 +299,16 @@ class Optimizer:
         """Entry ``index``'s buffers in kernel order (created as zeros if missing), and
         whether any was created now."""
         buffers, first = [], False
-        for name in self._buffer_order:
-            if name in self._buffer_names(hyper):
-                buffer, created = self._buffer(index, name, param)
-                buffers.append(buffer)
-                first = first or created
+        for name in self._kernel_buffers(hyper):
+            buffer, created = self._buffer(index, name, param)
+            buffers.append(buffer)
+            first = first or created
         return tuple(buffers), first
+
+    def _kernel_buffers(self, hyper: dict[str, Any]) -> tuple[str, ...]:
+        """The names of the buffers an entry with these hyperparameters passes to the kernels."""
+        used = self._buffer_names(hyper)
+        return tuple(name for name in self._buffer_order if name in used)
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
         """One entry, through the NumPy kernel on its whole arrays."""
@@ -360,14 +365,16 @@ class Optimizer:
         # Entries without overrides: the defaults, checked once (with the first one's name).
         plain = self._resolve(self.param_groups[plan.plain[0]], f"params[{plan.plain[0]}]: ", defaults) \
             if plan.plain else defaults
+        if plan.plain and self._kernel_buffers(plain) != plan.names[plan.plain[0]]:
+            return None  # the defaults changed which buffers the entries have
         groups = [(plain, False, [arrays[i] for i in indices]) for indices in plan.plain_groups]
         whole = [(arrays[i], plain, False) for i in plan.plain_whole]
         regrouped: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
         for index in plan.overriding:
             entry = self.param_groups[index]
             hyper = self._resolve(entry, f"params[{index}]: ", defaults)
-            if len(arrays[index]) != 2 + len(self._buffer_names(hyper)):
-                return None  # an override changed which buffers the entry has
+            if self._kernel_buffers(hyper) != plan.names[index]:
+                return None  # its hyperparameters changed which buffers the entry has
             if plan.blockable[index]:
                 regrouped.setdefault(_blocks.group_key(entry, hyper, False), (hyper, False, []))[2].append(
                     arrays[index]
@@ -376,8 +383,9 @@ class Optimizer:
                 whole.append((arrays[index], hyper, False))
         return groups + list(regrouped.values()), whole
 
-    def _run(self, work: Any, step: int) -> None:
-        """Apply the update (``work`` from :meth:`_prepare`)."""
+    def _run(self, work: Any, step: int, compiled: Any) -> None:
+        """Apply the update (``work`` from :meth:`_prepare`; ``compiled``: the numba
+        backend's module, or None for NumPy)."""
         if not self._elementwise():
             for index, (entry, hyper) in enumerate(zip(self.param_groups, work)):
                 self._update(index, entry["params"], entry["grad"], hyper, step)
@@ -385,7 +393,6 @@ class Optimizer:
         groups, whole = work
         for items, hyper, first in whole:
             self._whole(items, self._scalars(hyper, step, first, items[0].dtype))
-        compiled = _backend.compiled() if groups else None
         if compiled is not None and _backend.errors_raise():
             compiled = None  # only NumPy raises FloatingPointError
         for hyper, first, items in groups:
@@ -554,10 +561,7 @@ class _Plan:
         entries, state = optimizer.param_groups, optimizer.state
         self.stale = False
         self.n_keys = [len(entry) for entry in entries]
-        self.names = []  # each entry's buffer names, in kernel order
-        for hyper in hyperparameters:
-            used = optimizer._buffer_names(hyper)
-            self.names.append(tuple(name for name in optimizer._buffer_order if name in used))
+        self.names = [optimizer._kernel_buffers(hyper) for hyper in hyperparameters]  # in kernel order
         self.n_state = [len(state.get(index, _NO_BUFFERS)) for index in range(len(entries))]
         flat = [array for items in arrays for array in items]
         self.ids = [id(array) for array in flat]
