@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -90,7 +91,7 @@ class Settings:
     compiled_parallel_min_bytes : int
         On the compiled backend, a group smaller than this (per array, 1 MiB: 262,144
         float32 elements) runs in the calling thread; a larger one is cut into
-        ``threads`` parts of equal size, one per thread.
+        ``4 * threads`` parts of equal size, which the threads take in turn.
     """
 
     enabled: bool = True
@@ -351,14 +352,28 @@ def whole_scratch(like: np.ndarray, n_scratch: int) -> list[np.ndarray]:
 
 
 def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -> None:
-    """``function(chunk, *args)`` for every chunk: the first here, the others in the pool."""
+    """``function(chunk, *args)`` for every chunk, on the calling thread and up to
+    ``settings.threads - 1`` pool workers, each taking the next chunk nobody has taken.
+
+    Taking chunks in turn, rather than one fixed share each, means a worker that wakes
+    late (or shares a core for a while) just takes fewer: the calling thread never waits
+    idle for a share that has not started.
+    """
+    tickets = itertools.count()  # next() on a count is atomic under the GIL
+
+    def take_chunks() -> None:
+        for ticket in tickets:
+            if ticket >= len(chunks):
+                return
+            function(chunks[ticket], *args)
+
     pool = _executor(settings.threads - 1)
     # Each worker runs in a copy of the caller's context, so np.errstate applies there too.
     futures: list[Future[None]] = [
-        pool.submit(contextvars.copy_context().run, function, chunk, *args) for chunk in chunks[1:]
+        pool.submit(contextvars.copy_context().run, take_chunks) for _ in range(min(len(chunks), settings.threads) - 1)
     ]
     try:
-        function(chunks[0], *args)
+        take_chunks()
     finally:
         # Never return (or raise) while a worker may still be writing into the arrays.
         errors = [future.exception() for future in futures]
@@ -381,15 +396,15 @@ def run_compiled(kernel: Any, items: Sequence[Sequence[np.ndarray]], constants: 
     A kernel takes a fixed number of arrays (its optimizer's largest set); tuples with
     fewer buffers (no momentum, no amsgrad) pass their parameter in the unused places,
     which the kernel, compiled without that option, never touches. Groups of at least
-    :attr:`Settings.compiled_parallel_min_bytes` per array are cut into
-    ``settings.threads`` parts of equal size; the kernels release the GIL.
+    :attr:`Settings.compiled_parallel_min_bytes` per array are cut into four parts of
+    equal size per thread, which the threads take in turn; the kernels release the GIL.
     """
     pad = kernel.py_func.__code__.co_argcount - 1 - len(items[0])
     threads = settings.threads
     if threads > 1:
         total = sum(arrays[0].size for arrays in items)
         if total * constants.dtype.itemsize >= settings.compiled_parallel_min_bytes:
-            _fan_out(_run_part, _parts(items, threads, total), kernel, constants, pad)
+            _fan_out(_run_part, _parts(items, 4 * threads, total), kernel, constants, pad)
             return
     _run_part(items, kernel, constants, pad)
 
@@ -402,35 +417,26 @@ def _run_part(part: Sequence[Sequence[np.ndarray]], kernel: Any, constants: np.n
 
 
 def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, total: int) -> list[list[Sequence[np.ndarray]]]:
-    """``items`` split into ``parts`` lists of about ``total / parts`` elements each.
-
-    The pool's threads (parts 1, 2, ...) take the largest parameters, the calling thread
-    (part 0) the rest: every compiled call takes the GIL once, and a thread that waits
-    for it pays a wake-up, so the threads that the GIL hands over to should make few
-    calls. A parameter larger than what is left of a thread's share is sliced. The
-    updates are independent, so neither the order nor the cuts change any result.
-    """
+    """``items`` cut into ``parts`` contiguous runs of about ``total / parts`` elements; a
+    parameter that straddles a cut is sliced there (a multiple of 64 elements into the
+    run). The updates are elementwise, so the cuts change no result."""
     share = -(-total // parts)
-    share += -share % 64  # whole cache lines for the sliced parameters' first cut
+    share += -share % 64
     out: list[list[Sequence[np.ndarray]]] = [[] for _ in range(parts)]
-    part, room = 1, share
-    order = sorted(items, key=lambda arrays: arrays[0].size, reverse=True)
-    for position, arrays in enumerate(order):
-        if part == parts:  # the workers are full: the rest is the calling thread's
-            out[0].extend(order[position:])
-            break
+    part, room = 0, share
+    for arrays in items:
         n = arrays[0].size
-        if n <= room:
+        if n <= room or part == parts - 1:
             out[part].append(arrays)
             room -= n
         else:
             flat = [_flat(a) for a in arrays]
             start = 0
-            while part < parts and n - start > room:
+            while n - start > room and part < parts - 1:
                 out[part].append([a[start : start + room] for a in flat])
                 start, part, room = start + room, part + 1, share
-            out[part if part < parts else 0].append([a[start:] for a in flat])
+            out[part].append([a[start:] for a in flat])
             room -= n - start
-        if room <= 0:
+        if room <= 0 and part < parts - 1:
             part, room = part + 1, share
     return [chunk for chunk in out if chunk]
