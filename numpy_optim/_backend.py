@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -110,8 +111,22 @@ def use_backend(name: str) -> Iterator[str]:
 
 
 def covers(arrays: tuple[np.ndarray, ...]) -> bool:
-    """Whether the compiled kernels cover these arrays' dtype (float32 and float64)."""
-    return arrays[0].dtype.type in (np.float32, np.float64)
+    """Whether the compiled kernels cover these arrays' dtype (native float32 and float64)."""
+    return arrays[0].dtype in _COVERED
+
+
+_COVERED = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def view(address: int, length: int, like: np.ndarray) -> np.ndarray:
+    """The 1-d array of ``length`` elements of ``like``'s dtype at ``address``.
+
+    A compiled kernel receives a table of addresses and builds its arrays with this
+    (numpy_optim/_compiled.py compiles it to a pointer cast); called from Python it
+    makes the same view with ctypes.
+    """
+    buffer = (ctypes.c_char * (int(length) * like.dtype.itemsize)).from_address(int(address))
+    return np.frombuffer(memoryview(buffer), like.dtype)
 
 
 def errors_raise() -> bool:

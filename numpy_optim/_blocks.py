@@ -18,8 +18,9 @@ the NumPy kernel to a group of parameters with equal hyperparameters
 Every element goes through the same IEEE operations as the kernel on whole arrays, so
 the results are bitwise identical (``tests/unit/test_blocked.py``); ``settings.enabled =
 False`` (or ``with configured(enabled=False):``) runs the NumPy kernel on whole arrays,
-the reference. :func:`run_compiled` calls a compiled kernel once per parameter (numba
-releases the GIL), cutting large groups into equal parts over the same threads.
+the reference. :func:`run_compiled` calls a compiled kernel once for a whole group, on a
+table of the arrays' addresses (numba releases the GIL), cutting large groups into equal
+parts over the same threads.
 
 Floating-point errors behave as NumPy's: workers run in a copy of the caller's context,
 so ``np.errstate`` applies to them too. Under ``np.errstate(all="raise")`` a step that
@@ -388,55 +389,57 @@ def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -
 # --------------------------------------------------------------------------------------
 
 
-def run_compiled(kernel: Any, items: Sequence[Sequence[np.ndarray]], constants: np.ndarray) -> None:
-    """Apply a compiled ``kernel(param, grad, *buffers, constants)`` to every tuple of
-    arrays in ``items``, in place (the arrays as for :func:`run`; one group, so every
-    tuple has the same buffers).
+def address(array: np.ndarray) -> int:
+    """The address of an array's first element."""
+    return int(array.__array_interface__["data"][0])
 
-    A kernel takes a fixed number of arrays (its optimizer's largest set); tuples with
-    fewer buffers (no momentum, no amsgrad) pass their parameter in the unused places,
-    which the kernel, compiled without that option, never touches. Groups of at least
-    :attr:`Settings.compiled_parallel_min_bytes` per array are cut into four parts of
-    equal size per thread, which the threads take in turn; the kernels release the GIL.
+
+def table_row(arrays: Sequence[np.ndarray], arity: int) -> tuple[int, ...]:
+    """A compiled kernel's table row for one parameter: its length, then the addresses of
+    its ``arity`` arrays (parameter, gradient, buffers). A parameter with fewer buffers
+    (no momentum, no amsgrad) puts its own address in the places left over, which the
+    kernel, compiled without that option, never touches."""
+    addresses = [address(a) for a in arrays]
+    return (arrays[0].size, *addresses, *addresses[:1] * (arity - len(addresses)))
+
+
+def run_compiled(kernel: Any, rows: Any, constants: np.ndarray) -> None:
+    """Apply a compiled ``kernel(table, constants)`` to a group's parameters, in place.
+
+    ``rows`` is the group's table (an int64 array, or a list of :func:`table_row` rows).
+    The arrays must be alive, C-contiguous, of ``constants``' dtype, and stay where the
+    rows say: the optimizers' plan keeps weak references to them, and NumPy refuses to
+    resize an array that has one. A group of at least
+    :attr:`Settings.compiled_parallel_min_bytes` per array is cut into four parts of
+    equal size per thread, one table (one compiled call) each, which the threads take in
+    turn; the kernels release the GIL.
     """
-    pad = kernel.py_func.__code__.co_argcount - 1 - len(items[0])
+    table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
     threads = settings.threads
     if threads > 1:
-        total = sum(arrays[0].size for arrays in items)
+        total = int(table[:, 0].sum())
         if total * constants.dtype.itemsize >= settings.compiled_parallel_min_bytes:
-            _fan_out(_run_part, _parts(items, 4 * threads, total), kernel, constants, pad)
+            _fan_out(kernel, _parts(table, 4 * threads, total, constants.dtype.itemsize), constants)
             return
-    _run_part(items, kernel, constants, pad)
+    kernel(table, constants)
 
 
-def _run_part(part: Sequence[Sequence[np.ndarray]], kernel: Any, constants: np.ndarray, pad: int) -> None:
-    for arrays in part:
-        if arrays[0].ndim != 1:
-            arrays = [a.reshape(-1) for a in arrays]  # views: the arrays are C-contiguous
-        kernel(*arrays, *[arrays[0]] * pad, constants)
-
-
-def _parts(items: Sequence[Sequence[np.ndarray]], parts: int, total: int) -> list[list[Sequence[np.ndarray]]]:
-    """``items`` cut into ``parts`` contiguous runs of about ``total / parts`` elements; a
-    parameter that straddles a cut is sliced there (a multiple of 64 elements into the
-    run). The updates are elementwise, so the cuts change no result."""
-    share = -(-total // parts)
+def _parts(table: np.ndarray, parts: int, total: int, itemsize: int) -> list[np.ndarray]:
+    """``table`` cut into ``parts`` tables of about ``total / parts`` elements each; a
+    parameter that straddles a cut is cut there too (its addresses moved on by the
+    elements before the cut). The updates are elementwise, so the cuts change no result."""
+    share = max(1, -(-total // parts))
     share += -share % 64
-    out: list[list[Sequence[np.ndarray]]] = [[] for _ in range(parts)]
-    part, room = 0, share
-    for arrays in items:
-        n = arrays[0].size
-        if n <= room or part == parts - 1:
-            out[part].append(arrays)
-            room -= n
-        else:
-            flat = [_flat(a) for a in arrays]
-            start = 0
-            while n - start > room and part < parts - 1:
-                out[part].append([a[start : start + room] for a in flat])
-                start, part, room = start + room, part + 1, share
-            out[part].append([a[start:] for a in flat])
-            room -= n - start
-        if room <= 0 and part < parts - 1:
-            part, room = part + 1, share
-    return [chunk for chunk in out if chunk]
+    ends = np.cumsum(table[:, 0])
+    out = []
+    for low in range(0, total, share):
+        high = min(low + share, total)
+        first = int(np.searchsorted(ends, low, side="right"))  # the row holding element `low`
+        last = int(np.searchsorted(ends, high, side="left"))  # the row holding element `high - 1`
+        chunk = table[first : last + 1].copy()
+        before = low - int(ends[first] - table[first, 0])  # elements of the first row before the cut
+        chunk[0, 0] -= before
+        chunk[0, 1:] += before * itemsize
+        chunk[-1, 0] -= int(ends[last]) - high  # elements of the last row after the cut
+        out.append(chunk)
+    return out

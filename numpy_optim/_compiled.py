@@ -4,10 +4,13 @@ Imported only when a step runs on the numba backend (:mod:`numpy_optim._backend`
 it lazily), so ``import numpy_optim`` needs NumPy alone.
 
 Each optimizer's file holds, beside its NumPy kernel, a *kernel factory*: a plain Python
-function ``factory(*flags)`` returning ``kernel(param, grad, *buffers, constants)``, the
-NumPy kernel's lines as one scalar loop. :func:`kernel` compiles one per flag combination
-(the flags are closure constants, so every branch is decided at compile time and the loop
-vectorizes). The rules that keep the compiled bits equal to NumPy's
+function ``factory(*flags)`` returning ``kernel(table, constants)``, the NumPy kernel's
+lines as one scalar loop over the elements of every row of ``table`` (a row per
+parameter: its length, then the addresses of its arrays, which
+:func:`numpy_optim._backend.view` turns into arrays). One call updates a whole group, so
+many small parameters cost one call, not one each. :func:`kernel` compiles one per flag
+combination (the flags are closure constants, so every branch is decided at compile
+time and the loop vectorizes). The rules that keep the compiled bits equal to NumPy's
 (../shared/reference/compiled-kernels.md):
 
 * no ``fastmath``, ever: it contracts ``a * b + c`` into hardware FMAs (other bits);
@@ -38,7 +41,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from . import _fma
+from . import _backend, _fma
 
 #: How every kernel is compiled. Never add fastmath.
 JIT_OPTIONS: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -66,8 +69,27 @@ def _float(typingctx: Any, x: Any) -> Any:
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _pointer(typingctx: Any, address: Any, like: Any) -> Any:
+    """The int64 ``address`` as a pointer to ``like``'s dtype."""
+    pointer = types.CPointer(like.dtype)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address, like), codegen
+
+
+@overload(_backend.view, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
+def _view(address, length, like):  # unannotated: numba compares these parameters with the implementation's
+    def view(address, length, like):
+        return numba.carray(_pointer(address, like), (length,))
+
+    return view
+
+
 @overload(_fma.scalar_fma, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
-def _scalar_fma(a, b, c):  # unannotated: numba compares these parameters with the implementations'
+def _scalar_fma(a, b, c):
     if a == types.float32:
 
         def fma32(a, b, c):  # fma(): float64 product (exact), float64 sum, float32

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
 from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
 
@@ -125,38 +126,46 @@ def adam_compiled(
     """The compiled kernel: :func:`adam_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
-    :class:`AdamStep`'s flags; ``constants`` holds its float fields in the arrays' dtype.
+    :class:`AdamStep`'s flags. ``table`` has a row per parameter (or part of one): its
+    length, then the addresses of ``param``, ``grad``, ``exp_avg``, ``exp_avg_sq`` and
+    ``max_exp_avg_sq``; ``constants`` holds :class:`AdamStep`'s float fields in the arrays'
+    dtype.
     """
 
-    def kernel(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, constants: Any) -> None:
+    def kernel(table: Any, constants: Any) -> None:
         weight_decay, decay, weight, weight_minus_one = constants[0], constants[1], constants[2], constants[3]
         beta2, one_minus_beta2, bias_correction2_sqrt = constants[4], constants[5], constants[6]
         eps, neg_step_size = constants[7], constants[8]
-        for i in range(param.size):
-            g = grad[i]
-            p = param[i]
-            if maximize:
-                g = -g  # np.negative(grad)
-            if decoupled:
-                p = p * decay  # np.multiply(param, decay, param)
-            if coupled:
-                g = scalar_fma_exact(p, weight_decay, g)  # fma(param, weight_decay, grad, exact=True)
-            m = exp_avg[i]
-            t = g - m  # np.subtract(grad, exp_avg)
-            if low_weight:
-                m = scalar_fma_exact(t, weight, m)  # fma(t, weight, exp_avg, exact=True)
-            else:
-                m = scalar_fma_exact(t, weight_minus_one, g)  # fma(t, weight - 1, grad, exact=True)
-            v = exp_avg_sq[i] * beta2  # np.multiply(exp_avg_sq, beta2)
-            v = scalar_fma(one_minus_beta2 * g, g, v)  # np.multiply(1 - beta2, grad); fma(t, grad, exp_avg_sq)
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            if amsgrad:
-                vmax = max_exp_avg_sq[i]
-                v = vmax if vmax > v or vmax != vmax else v  # np.maximum: NaN first, on a tie the second
-                max_exp_avg_sq[i] = v
-            d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
-            param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            exp_avg, exp_avg_sq = view(table[row, 3], n, constants), view(table[row, 4], n, constants)
+            max_exp_avg_sq = view(table[row, 5], n, constants)
+            for i in range(n):
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decoupled:
+                    p = p * decay  # np.multiply(param, decay, param)
+                if coupled:
+                    g = scalar_fma_exact(p, weight_decay, g)  # fma(param, weight_decay, grad, exact=True)
+                m = exp_avg[i]
+                t = g - m  # np.subtract(grad, exp_avg)
+                if low_weight:
+                    m = scalar_fma_exact(t, weight, m)  # fma(t, weight, exp_avg, exact=True)
+                else:
+                    m = scalar_fma_exact(t, weight_minus_one, g)  # fma(t, weight - 1, grad, exact=True)
+                v = exp_avg_sq[i] * beta2  # np.multiply(exp_avg_sq, beta2)
+                v = scalar_fma(one_minus_beta2 * g, g, v)  # np.multiply(1 - beta2, grad); fma(t, grad, exp_avg_sq)
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                if amsgrad:
+                    vmax = max_exp_avg_sq[i]
+                    v = vmax if vmax > v or vmax != vmax else v  # np.maximum: NaN first, on a tie the second
+                    max_exp_avg_sq[i] = v
+                d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
+                param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
 
     return kernel
 

@@ -352,7 +352,7 @@ class Optimizer:
                 groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(items)
             else:
                 whole.append((items, hyper, first))
-        return list(groups.values()), whole
+        return [(*group, None) for group in groups.values()], whole
 
     def _prepare_from_plan(self) -> Any:
         """:meth:`_prepare` through the kept plan, or None when it no longer holds."""
@@ -367,18 +367,21 @@ class Optimizer:
             if plan.plain else defaults
         if plan.plain and self._kernel_buffers(plain) != plan.names[plan.plain[0]]:
             return None  # the defaults changed which buffers the entries have
-        groups = [(plain, False, [arrays[i] for i in indices]) for indices in plan.plain_groups]
+        groups = [
+            (plain, False, [arrays[i] for i in indices], table)
+            for indices, table in zip(plan.plain_groups, plan.tables)
+        ]
         whole = [(arrays[i], plain, False) for i in plan.plain_whole]
-        regrouped: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
+        regrouped: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]], list[Any]]] = {}
         for index in plan.overriding:
             entry = self.param_groups[index]
             hyper = self._resolve(entry, f"params[{index}]: ", defaults)
             if self._kernel_buffers(hyper) != plan.names[index]:
                 return None  # its hyperparameters changed which buffers the entry has
             if plan.blockable[index]:
-                regrouped.setdefault(_blocks.group_key(entry, hyper, False), (hyper, False, []))[2].append(
-                    arrays[index]
-                )
+                group = regrouped.setdefault(_blocks.group_key(entry, hyper, False), (hyper, False, [], []))
+                group[2].append(arrays[index])
+                group[3].append(plan.rows[index])
             else:
                 whole.append((arrays[index], hyper, False))
         return groups + list(regrouped.values()), whole
@@ -395,13 +398,15 @@ class Optimizer:
             self._whole(items, self._scalars(hyper, step, first, items[0].dtype))
         if compiled is not None and _backend.errors_raise():
             compiled = None  # only NumPy raises FloatingPointError
-        for hyper, first, items in groups:
+        for hyper, first, items, rows in groups:
             dtype = items[0][0].dtype
             k = self._scalars(hyper, step, first, dtype)
             if compiled is not None and self._kernel_factory is not None and _backend.covers(items[0]):
                 flags = tuple(value for value in k if isinstance(value, bool))
                 constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
-                _blocks.run_compiled(compiled.kernel(self._kernel_factory, flags), items, constants)
+                if rows is None:  # no plan: the addresses from the arrays themselves
+                    rows = [_blocks.table_row(arrays, 2 + len(self._buffer_order)) for arrays in items]
+                _blocks.run_compiled(compiled.kernel(self._kernel_factory, flags), rows, constants)
             else:
                 assert self._kernel is not None
                 written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
@@ -576,6 +581,12 @@ class _Plan:
                 groups.setdefault(_blocks.group_key(entries[index], hyperparameters[index], False), []).append(index)
         self.plain_groups = list(groups.values())
         self.plain_whole = [index for index in self.plain if not self.blockable[index]]
+        # The compiled kernels' address tables. An address stays right while the plan
+        # holds: the array is the same live object, and NumPy refuses to resize an
+        # array with a weak reference, the one way to move a live array's data.
+        arity = 2 + len(optimizer._buffer_order)
+        self.rows = [_blocks.table_row(items, arity) for items in arrays]
+        self.tables = [np.array([self.rows[i] for i in indices], np.int64) for indices in self.plain_groups]
 
     def _die(self, ref: Any) -> None:
         self.stale = True

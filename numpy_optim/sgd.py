@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._backend import view
 from ._fma import fma, scalar_fma
 from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
 
@@ -81,25 +82,31 @@ def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, ne
     """The compiled kernel: :func:`sgd_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
-    :class:`SGDStep`'s flags; ``constants`` holds its float fields in the arrays' dtype.
+    :class:`SGDStep`'s flags. ``table`` has a row per parameter (or part of one): its
+    length, then the addresses of ``param``, ``grad`` and ``momentum_buffer``;
+    ``constants`` holds :class:`SGDStep`'s float fields in the arrays' dtype.
     """
 
-    def kernel(param: Any, grad: Any, buf: Any, constants: Any) -> None:
+    def kernel(table: Any, constants: Any) -> None:
         weight_decay, momentum, one_minus_dampening, neg_lr = constants[0], constants[1], constants[2], constants[3]
-        for i in range(param.size):
-            g = grad[i]
-            if maximize:
-                g = -g  # np.negative(grad)
-            if decay:
-                g = scalar_fma(param[i], weight_decay, g)  # fma(param, weight_decay, grad)
-            if momentum_on:
-                if first:
-                    b = g  # np.copyto(buf, grad)
-                else:
-                    b = scalar_fma(g, one_minus_dampening, buf[i] * momentum)  # multiply, then fma
-                buf[i] = b
-                g = scalar_fma(b, momentum, g) if nesterov else b  # fma(buf, momentum, grad) or buf
-            param[i] = scalar_fma(g, neg_lr, param[i])  # fma(grad, -lr, param)
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            buf = view(table[row, 3], n, constants)
+            for i in range(n):
+                g = grad[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decay:
+                    g = scalar_fma(param[i], weight_decay, g)  # fma(param, weight_decay, grad)
+                if momentum_on:
+                    if first:
+                        b = g  # np.copyto(buf, grad)
+                    else:
+                        b = scalar_fma(g, one_minus_dampening, buf[i] * momentum)  # multiply, then fma
+                    buf[i] = b
+                    g = scalar_fma(b, momentum, g) if nesterov else b  # fma(buf, momentum, grad) or buf
+                param[i] = scalar_fma(g, neg_lr, param[i])  # fma(grad, -lr, param)
 
     return kernel
 

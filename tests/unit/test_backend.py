@@ -186,13 +186,13 @@ def new_gradients(rng, *optimizers) -> None:
 
 @pytest.fixture
 def compiled_calls(monkeypatch):
-    """Every call of ``_blocks.run_compiled`` (the compiled path): the parameters of each."""
-    calls: list[list[np.ndarray]] = []
+    """Every call of ``_blocks.run_compiled`` (the compiled path): the addresses of its parameters."""
+    calls: list[list[int]] = []
     real = _blocks.run_compiled
 
-    def counting(kernel, items, constants):
-        calls.append([arrays[0] for arrays in items])
-        return real(kernel, items, constants)
+    def counting(kernel, rows, constants):
+        calls.append([int(row[1]) for row in rows])
+        return real(kernel, rows, constants)
 
     monkeypatch.setattr(_blocks, "run_compiled", counting)
     return calls
@@ -504,9 +504,9 @@ def test_compiled_kernels_have_no_fast_math_and_the_plain_adamw_vectorizes(facto
         flags, n_constants = _flags_and_constants(optimizer, dtype)
         # A fresh, uncached dispatcher: numba refuses to inspect code loaded from its cache.
         dispatcher = numba.njit(**{**_compiled.JIT_OPTIONS, "cache": False})(factory(*flags))
-        arity = dispatcher.py_func.__code__.co_argcount - 1
+        arity = {sgd_compiled: 3, adam_compiled: 5}[factory]  # param, grad and the buffers
         arrays = [np.full(64, 0.5, dtype) for _ in range(arity)]
-        dispatcher(*arrays, np.full(n_constants, 0.25, dtype))
+        dispatcher(np.array([_blocks.table_row(arrays, arity)], np.int64), np.full(n_constants, 0.25, dtype))
         (llvm,) = [text for sig, text in dispatcher.inspect_llvm().items() if dtype.__name__ in str(sig)]
         where = f"{factory.__name__}{flags} {np.dtype(dtype)}"
         assert re.search(r"= fmul ", llvm) and re.search(r"= fadd ", llvm), f"{where}: no fp instructions in the IR"
@@ -585,7 +585,7 @@ def test_covered_arrays_take_the_compiled_kernel_beside_ones_that_fall_back(comp
     with use_backend("numba"):
         AdamW(entries).step()
     assert len(compiled_calls) == 1, f"expected one compiled call (the contiguous float32 group): {compiled_calls}"
-    assert len(compiled_calls[0]) == 1 and compiled_calls[0][0] is plain, "the compiled call got other arrays"
+    assert compiled_calls[0] == [_blocks.address(plain)], "the compiled call got other arrays"
 
 
 @pytest.mark.numba
@@ -1363,3 +1363,46 @@ def test_the_plan_keeps_no_array_alive(cls, side):
     gc.collect()
     assert all(ref() is None for ref in refs), "an array outlived its optimizer and entries"
 
+
+
+# --------------------------------------------------------------------------------------
+# 10. The compiled kernels' source, run by CPython, is the NumPy kernel too
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (SGD, {"lr": 0.1}),
+        (SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "maximize": True}),
+        (SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.3}),
+        (Adam, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "betas": (0.3, 0.9)}),
+        (AdamW, {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ],
+    ids=["SGD", "SGD-nesterov-wd-maximize", "SGD-dampening", "Adam-L2-amsgrad-beta1<0.5", "AdamW-maximize"],
+)
+def test_the_kernel_factory_run_as_plain_python_is_bitwise_the_numpy_kernel(cls, kwargs, dtype):
+    # No numba here: the factory's kernel runs element by element on NumPy scalars, with
+    # numpy_optim._backend.view (ctypes) and _fma's scalar forms. It must give the NumPy
+    # kernel's bits, so the compiled twin is checked against the same source of truth.
+    rng = np.random.default_rng(11)
+    n = 9
+    optimizer = cls([{"params": rng.standard_normal(n).astype(dtype), "grad": np.zeros(n, dtype)}], **kwargs)
+    hyper = optimizer._hyperparameters(0)
+    names = optimizer._kernel_buffers(hyper)
+    arity = 2 + len(optimizer._buffer_order)
+    ours = [rng.standard_normal(n).astype(dtype)] + [np.zeros(n, dtype) for _ in names]
+    reference = [a.copy() for a in ours]
+    with np.errstate(all="ignore"):
+        for step in range(1, 5):
+            grad = (rng.standard_normal(n) * 3).astype(dtype)
+            k = optimizer._scalars(hyper, step, step == 1, np.dtype(dtype))
+            flags = tuple(value for value in k if isinstance(value, bool))
+            constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
+            arrays = [ours[0], grad, *ours[1:]]
+            cls._kernel_factory(*flags)(np.array([_blocks.table_row(arrays, arity)], np.int64), constants)
+            ref_arrays = [reference[0], grad.copy(), *reference[1:]]
+            cls._kernel(ref_arrays, _blocks.whole_scratch(ref_arrays[0], cls._n_scratch), k)
+            for name, x, y in zip(["params", *names], ours, reference):
+                assert x.tobytes() == y.tobytes(), f"{cls.__name__}({kwargs}) {np.dtype(dtype)} step {step}: {name}"
