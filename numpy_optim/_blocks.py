@@ -403,7 +403,7 @@ def table_row(arrays: Sequence[np.ndarray], arity: int) -> tuple[int, ...]:
     return (arrays[0].size, *addresses, *addresses[:1] * (arity - len(addresses)))
 
 
-def run_compiled(kernel: Any, rows: Any, constants: np.ndarray) -> None:
+def run_compiled(kernel: Any, rows: Any, constants: np.ndarray, parts: dict[int, Any] | None = None) -> None:
     """Apply a compiled ``kernel(table, constants)`` to a group's parameters, in place.
 
     ``rows`` is the group's table (an int64 array, or a list of :func:`table_row` rows).
@@ -412,14 +412,20 @@ def run_compiled(kernel: Any, rows: Any, constants: np.ndarray) -> None:
     resize an array that has one. A group of at least
     :attr:`Settings.compiled_parallel_min_bytes` per array is cut into four parts of
     equal size per thread, one table (one compiled call) each, which the threads take in
-    turn; the kernels release the GIL.
+    turn; the kernels release the GIL. ``parts``, if given, keeps those cuts for the next
+    step with the same table (the plan's, one dict per group).
     """
     table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
     threads = settings.threads
     if threads > 1:
         total = int(table[:, 0].sum())
         if total * constants.dtype.itemsize >= settings.compiled_parallel_min_bytes:
-            _fan_out(kernel, _parts(table, 4 * threads, total, constants.dtype.itemsize), constants)
+            cut = parts.get(threads) if parts is not None else None
+            if cut is None:
+                cut = _parts(table, 4 * threads, total, constants.dtype.itemsize)
+                if parts is not None:
+                    parts[threads] = cut
+            _fan_out(kernel, cut, constants)
             return
     kernel(table, constants)
 

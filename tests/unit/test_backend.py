@@ -190,9 +190,9 @@ def compiled_calls(monkeypatch):
     calls: list[list[int]] = []
     real = _blocks.run_compiled
 
-    def counting(kernel, rows, constants):
+    def counting(kernel, rows, constants, parts=None):
         calls.append([int(row[1]) for row in rows])
-        return real(kernel, rows, constants)
+        return real(kernel, rows, constants, parts)
 
     monkeypatch.setattr(_blocks, "run_compiled", counting)
     return calls
