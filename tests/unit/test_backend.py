@@ -550,10 +550,12 @@ def _fallback_entries(case: str, rng):
         return [{"params": base, "grad": base}]
     if case == "grad-views-param":
         return [{"params": base, "grad": base.view()}]
+    if case == "big-endian":  # float64, but not in the machine's byte order
+        return [{"params": base.astype(">f8"), "grad": rng.standard_normal((40, 30)).astype(">f8")}]
     raise AssertionError(case)
 
 
-FALLBACKS = ["float16", "transposed", "strided-view", "grad-is-param", "grad-views-param"]
+FALLBACKS = ["float16", "transposed", "strided-view", "grad-is-param", "grad-views-param", "big-endian"]
 
 
 @pytest.mark.numba
