@@ -13,7 +13,8 @@ Even on the numba backend a group of arrays takes the NumPy kernel when the comp
 does not cover it: a dtype other than float32 and float64, an array that is not
 C-contiguous or a parameter overlapping its gradient, and any step run under
 ``np.errstate`` set to ``"raise"`` or ``"call"`` (the compiled code cannot raise
-FloatingPointError; with the default ``"warn"`` it is silent where NumPy warns). The
+FloatingPointError; with ``"warn"``, the default, or ``"print"`` and ``"log"`` it is
+silent where NumPy would report). The
 results are bitwise the same either way (``tests/unit/test_backend.py``), but for the
 sign and payload of NaNs, which NumPy's own vector and scalar loops do not agree on.
 """

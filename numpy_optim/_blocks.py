@@ -129,7 +129,7 @@ def blockable(arrays: Sequence[np.ndarray]) -> bool:
     Every array must be C-contiguous (so a flat view lines up element ``k`` of each), and
     the parameter may not overlap its gradient (the plain kernel writes the parameter
     before it has finished reading the gradient; blocks would interleave differently).
-    The state buffers are the optimizer's own and overlap nothing.
+    (Overlaps between entries, or with state buffers put in by hand, are not checked.)
     """
     for array in arrays:
         if not array.flags.c_contiguous:
@@ -277,6 +277,15 @@ _pool_lock = threading.Lock()
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
+def _forget_pool_in_child() -> None:
+    """After a fork: the parent's threads are gone, and its lock may have been held."""
+    global _pool_lock, _pool
+    _pool_lock, _pool = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
     """The shared worker pool (recreated after a fork or a change of ``settings.threads``)."""
     global _pool
@@ -384,8 +393,8 @@ def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -
 
 
 # --------------------------------------------------------------------------------------
-# The compiled kernels (numpy_optim/_compiled.py): one call per parameter, or per part of
-# one, threads for large groups
+# The compiled kernels (numpy_optim/_compiled.py): one call per group, or per part of one
+# over threads for a large group
 # --------------------------------------------------------------------------------------
 
 

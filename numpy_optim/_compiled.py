@@ -46,7 +46,11 @@ from . import _backend, _fma
 #: How every kernel is compiled. Never add fastmath.
 JIT_OPTIONS: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-VERSION = numba.__version__
+
+@numba.njit(**JIT_OPTIONS)
+def address(array: Any) -> int:
+    """The address of an array's first element (a plan's check that its tables still hold)."""
+    return array.ctypes.data
 
 
 @intrinsic

@@ -258,6 +258,8 @@ class Optimizer:
             seen[id(param)] = index
             hyper = self._resolve(entry, f"{where}: ", defaults)
             for name, buffer in self.state.get(index, {}).items():
+                if isinstance(buffer, np.ndarray) and not buffer.flags.writeable:
+                    raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
                 if buffer.shape != param.shape or buffer.dtype != param.dtype:
                     raise ValueError(
                         f"{where}['params'] has shape {param.shape} and dtype {param.dtype}, but its "
@@ -271,7 +273,7 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter in place from its gradient (one optimizer step)."""
         compiled = _backend.compiled() if self._elementwise() else None  # may refuse: before anything
-        work = self._prepare()  # every check and every new buffer, before any write
+        work = self._prepare(compiled)  # every check and every new buffer, before any write
         self.state["step"] += 1
         self._run(work, self.state["step"], compiled)
 
@@ -323,7 +325,7 @@ class Optimizer:
     def _elementwise(self) -> bool:
         return self._kernel is not None and type(self)._update is Optimizer._update
 
-    def _prepare(self) -> Any:
+    def _prepare(self, compiled: Any = None) -> Any:
         """Validate everything and create missing buffers; return what :meth:`_run` needs.
 
         For elementwise optimizers that is the groups of entries that share one kernel
@@ -334,7 +336,7 @@ class Optimizer:
         """
         if not self._elementwise():
             return self._check_entries(self.param_groups)
-        work = self._prepare_from_plan() if self._plan is not None else None
+        work = self._prepare_from_plan(compiled) if self._plan is not None else None
         if work is not None:
             return work
         hyperparameters = self._check_entries(self.param_groups)
@@ -355,11 +357,11 @@ class Optimizer:
                 whole.append((items, hyper, first))
         return [(*group, None, None) for group in groups.values()], whole
 
-    def _prepare_from_plan(self) -> Any:
+    def _prepare_from_plan(self, compiled: Any) -> Any:
         """:meth:`_prepare` through the kept plan, or None when it no longer holds."""
         plan = self._plan
         assert plan is not None
-        arrays = plan.arrays(self)
+        arrays = plan.arrays(self, compiled.address if compiled is not None else None)
         if arrays is None:
             return None
         defaults = self._check_hyperparameters("defaults: ", self.defaults)
@@ -565,7 +567,7 @@ class _Plan:
         self, optimizer: Optimizer, arrays: list[tuple[np.ndarray, ...]], hyperparameters: list[dict[str, Any]],
     ) -> None:
         entries, state = optimizer.param_groups, optimizer.state
-        self.stale = False
+        self.stale = [False]  # set when one of the arrays dies (the callback holds no plan: no cycle)
         self.n_keys = [len(entry) for entry in entries]
         self.names = [optimizer._kernel_buffers(hyper) for hyper in hyperparameters]  # in kernel order
         shared = self.names[0] if self.names else ()
@@ -574,7 +576,8 @@ class _Plan:
         flat = [array for items in arrays for array in items]
         self.ids = [id(array) for array in flat]
         self.meta = [_META(array) for array in flat]
-        self.refs = [weakref.ref(array, self._die) for array in flat]
+        stale = self.stale
+        self.refs = [weakref.ref(array, lambda ref: stale.__setitem__(0, True)) for array in flat]
         self.blockable = [_blocks.blockable(items) for items in arrays]
         self.overriding = [index for index, n in enumerate(self.n_keys) if n != 2]
         self.plain = [index for index, n in enumerate(self.n_keys) if n == 2]
@@ -584,26 +587,29 @@ class _Plan:
                 groups.setdefault(_blocks.group_key(entries[index], hyperparameters[index], False), []).append(index)
         self.plain_groups = list(groups.values())
         self.plain_whole = [index for index in self.plain if not self.blockable[index]]
-        # The compiled kernels' address tables. An address stays right while the plan
-        # holds: the array is the same live object, and NumPy refuses to resize an
-        # array with a weak reference, the one way to move a live array's data.
+        # The compiled kernels' address tables. NumPy refuses to resize an array with a
+        # weak reference, but ndarray.__setstate__ can still move a live array's data
+        # without changing its id, shape, dtype or flags: on the compiled path every
+        # step also compares the addresses (numba reads them in ~0.15 us an array).
         arity = 2 + len(optimizer._buffer_order)
         self.rows = [_blocks.table_row(items, arity) for items in arrays]
         self.tables = [np.array([self.rows[i] for i in indices], np.int64) for indices in self.plain_groups]
         self.parts: list[dict[int, Any]] = [{} for _ in self.plain_groups]  # their cuts over threads
+        self.addressed = [i for i, items in enumerate(arrays) if self.blockable[i] and _backend.covers(items)]
+        self.addresses = [a for index in self.addressed for a in self.rows[index][1 : 1 + len(arrays[index])]]
 
-    def _die(self, ref: Any) -> None:
-        self.stale = True
-
-    def arrays(self, optimizer: Optimizer) -> list[tuple[np.ndarray, ...]] | None:
-        """Every entry's arrays if nothing the plan rests on changed, else None.
+    def arrays(
+        self, optimizer: Optimizer, address: Callable[[np.ndarray], int] | None,
+    ) -> list[tuple[np.ndarray, ...]] | None:
+        """Every entry's arrays if nothing the plan rests on changed, else None (``address``:
+        the compiled backend's reader of data addresses, which then are checked too).
 
         (The checks run as ``map`` over built-in functions: a few hundred nanoseconds an
         entry, the Python a step costs with many small parameters.)
         """
         entries, state = optimizer.param_groups, optimizer.state
         n = len(entries)
-        if self.stale or list(map(len, entries)) != self.n_keys:
+        if self.stale[0] or list(map(len, entries)) != self.n_keys:
             return None
         if list(map(len, map(state.get, range(n), itertools.repeat(_NO_BUFFERS, n)))) != self.n_state:
             return None
@@ -623,6 +629,10 @@ class _Plan:
         flat = list(itertools.chain.from_iterable(arrays))
         if list(map(id, flat)) != self.ids or list(map(_META, flat)) != self.meta:
             return None
+        if address is not None and self.addresses:  # the compiled kernels will use them
+            used = itertools.chain.from_iterable(arrays[index] for index in self.addressed)
+            if list(map(address, used)) != self.addresses:
+                return None
         return arrays
 
 

@@ -358,7 +358,7 @@ def _fma_loops():
 
     from numpy_optim import _compiled  # registers the numba implementations of the scalar forms
 
-    assert _compiled.VERSION == numba.__version__
+    assert "fastmath" not in _compiled.JIT_OPTIONS
     scalar_fma, scalar_fma_exact = _fma.scalar_fma, _fma.scalar_fma_exact
 
     @numba.njit(error_model="numpy")
@@ -1408,3 +1408,82 @@ def test_the_kernel_factory_run_as_plain_python_is_bitwise_the_numpy_kernel(cls,
             cls._kernel(ref_arrays, _blocks.whole_scratch(ref_arrays[0], cls._n_scratch), k)
             for name, x, y in zip(["params", *names], ours, reference):
                 assert x.tobytes() == y.tobytes(), f"{cls.__name__}({kwargs}) {np.dtype(dtype)} step {step}: {name}"
+
+
+# --------------------------------------------------------------------------------------
+# 11. What the review found: moved data, read-only buffers, a fork under the pool's lock
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_data_moved_by_setstate_is_followed_not_written_through_the_old_address(side):
+    # ndarray.__setstate__ gives a live array new data without changing its id, shape,
+    # dtype or flags (here a view: no OWNDATA to lose); the plan must notice.
+    base = np.ones(4096)
+    param = base[:]
+    optimizer = SGD([{"params": param, "grad": np.ones(4096)}], lr=0.5)
+    with use_backend(side):
+        optimizer.step()
+        optimizer.step()
+        assert optimizer._plan is not None
+        old = _blocks.address(param)
+        param.__setstate__(np.full(4096, 10.0).__reduce__()[2])
+        assert _blocks.address(param) != old and param.flags.num == optimizer._plan.meta[0][2]
+        optimizer.step()
+    assert (param == 9.5).all(), f"{side}: the step did not update the array's new data: {param[:3]}"
+    assert (base == 0.0).all(), f"{side}: the step wrote into the array's old data: {base[:3]}"
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_read_only_state_buffer_is_refused_before_anything_changes(side):
+    entries = [{"params": np.ones(4), "grad": np.ones(4)}, {"params": np.ones(4), "grad": np.ones(4)}]
+    optimizer = SGD(entries, lr=0.5, momentum=0.9)
+    with use_backend(side):
+        optimizer.step()
+        optimizer.state[1]["momentum_buffer"] = np.frombuffer(np.full(4, 2.0).tobytes())
+        before = [entry["params"].copy() for entry in entries]
+        with pytest.raises(ValueError, match=r"params\[1\].*'momentum_buffer' is read-only"):
+            optimizer.step()
+    assert optimizer.state["step"] == 1
+    assert all((entry["params"] == b).all() for entry, b in zip(entries, before)), f"{side}: a parameter changed"
+
+
+def test_a_dropped_optimizer_lets_its_arrays_be_resized_at_once():
+    param = np.ones(8)
+    optimizer = SGD([{"params": param, "grad": np.ones(8)}], lr=0.1)
+    for _ in range(3):
+        optimizer.step()
+    assert optimizer._plan is not None
+    with pytest.raises(ValueError, match="resize"):
+        param.resize(16)  # NumPy refuses: the plan holds a weak reference
+    del optimizer  # no reference cycle: the plan and its weak references go with it
+    param.resize(16, refcheck=False)
+    assert param.shape == (16,)
+
+
+@pytest.mark.numba
+def test_a_child_forked_while_the_pool_lock_is_held_can_step():
+    # The pool's lock may be held by another thread at the fork; the child gets a new one.
+    entries = [{"params": np.ones(1 << 20, np.float32), "grad": np.ones(1 << 20, np.float32)}]
+    optimizer = AdamW(entries)
+    settings = {"threads": 2, "compiled_parallel_min_bytes": 0}
+    with use_backend("numba"), _blocks.configured(**settings):
+        optimizer.step()
+        context = multiprocessing.get_context("fork")
+        done = context.Queue()
+
+        def child():
+            with use_backend("numba"), _blocks.configured(**settings):
+                optimizer.step()
+            done.put(float(entries[0]["params"][0]))
+
+        with _blocks._pool_lock:
+            process = context.Process(target=child)
+            process.start()
+        process.join(60)
+        alive = process.is_alive()
+        if alive:
+            process.kill()
+        assert not alive, "the forked child hung in its step"
+        assert process.exitcode == 0
+        assert done.get(timeout=5) < 1.0
