@@ -325,7 +325,7 @@ class Optimizer:
     def _elementwise(self) -> bool:
         return self._kernel is not None and type(self)._update is Optimizer._update
 
-    def _prepare(self, compiled: Any = None) -> Any:
+    def _prepare(self, compiled: Any) -> Any:
         """Validate everything and create missing buffers; return what :meth:`_run` needs.
 
         For elementwise optimizers that is the groups of entries that share one kernel
@@ -347,15 +347,22 @@ class Optimizer:
             firsts.append(first)
         # A step that creates buffers changes the state (and SGD's first step differs from
         # the next one): plan from the next step on.
-        self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
-        groups: dict[tuple[Any, ...], tuple[dict[str, Any], bool, list[tuple[np.ndarray, ...]]]] = {}
+        plan = self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
+        blockable = plan.blockable if plan is not None else [_blocks.blockable(items) for items in arrays]
+        groups: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         whole = []
-        for entry, hyper, items, first in zip(self.param_groups, hyperparameters, arrays, firsts):
-            if _blocks.blockable(items):
-                groups.setdefault(_blocks.group_key(entry, hyper, first), (hyper, first, []))[2].append(items)
+        for index, (entry, hyper, items, first) in enumerate(zip(self.param_groups, hyperparameters, arrays, firsts)):
+            if blockable[index]:
+                # (hyper, first, arrays, address rows: the plan's, or None to read them at the call, cuts)
+                group = groups.setdefault(
+                    _blocks.group_key(entry, hyper, first), (hyper, first, [], [] if plan is not None else None, None)
+                )
+                group[2].append(items)
+                if plan is not None:
+                    group[3].append(plan.rows[index])
             else:
                 whole.append((items, hyper, first))
-        return [(*group, None, None) for group in groups.values()], whole
+        return list(groups.values()), whole
 
     def _prepare_from_plan(self, compiled: Any) -> Any:
         """:meth:`_prepare` through the kept plan, or None when it no longer holds."""
