@@ -191,6 +191,10 @@ class Adam(Optimizer):
         Use the running maximum of :math:`v_t` (AMSGrad).
     maximize : bool, default False
         Maximize the objective instead of minimizing it.
+    decoupled_weight_decay : bool, default False
+        Decouple the weight decay from the gradient (AdamW), as torch 2.13's
+        ``Adam(decoupled_weight_decay=True)``; ``Adam(..., decoupled_weight_decay=True)``
+        computes exactly what :class:`AdamW` computes.
 
     Notes
     -----
@@ -220,7 +224,6 @@ class Adam(Optimizer):
     array([2.999])
     """
 
-    _decoupled = False
     _kernel = staticmethod(adam_update_)
     _kernel_factory = staticmethod(adam_compiled)
     _n_scratch = 3
@@ -232,6 +235,7 @@ class Adam(Optimizer):
         "weight_decay": check_nonnegative,
         "amsgrad": check_bool,
         "maximize": check_bool,
+        "decoupled_weight_decay": check_bool,
     }
 
     def __init__(
@@ -243,8 +247,13 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        decoupled_weight_decay: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
@@ -255,7 +264,7 @@ class Adam(Optimizer):
         return adam_step(
             step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
             weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"], maximize=hyper["maximize"],
-            decoupled_weight_decay=self._decoupled, dtype=dtype,
+            decoupled_weight_decay=hyper["decoupled_weight_decay"], dtype=dtype,
         )
 
 
@@ -305,8 +314,6 @@ class AdamW(Adam):
     array([2.9987])
     """
 
-    _decoupled = True
-
     def __init__(
         self,
         params: list[dict[str, Any]],
@@ -317,4 +324,4 @@ class AdamW(Adam):
         amsgrad: bool = False,
         maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)

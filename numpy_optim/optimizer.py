@@ -260,10 +260,12 @@ class Optimizer:
             for name, buffer in self.state.get(index, {}).items():
                 if isinstance(buffer, np.ndarray) and not buffer.flags.writeable:
                     raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
-                if buffer.shape != param.shape or buffer.dtype != param.dtype:
+                shape, dtype = self._buffer_layout(name, param)
+                if buffer.shape != shape or buffer.dtype != dtype:
                     raise ValueError(
-                        f"{where}['params'] has shape {param.shape} and dtype {param.dtype}, but its "
-                        f"state buffer {name!r} has shape {buffer.shape} and dtype {buffer.dtype}"
+                        f"{where}['params'] has shape {param.shape} and dtype {param.dtype}, so its state "
+                        f"buffer {name!r} must have shape {shape} and dtype {dtype}, got shape {buffer.shape} "
+                        f"and dtype {buffer.dtype}"
                     )
             resolved.append(hyper)
         return resolved
@@ -276,6 +278,7 @@ class Optimizer:
         work = self._prepare(compiled)  # every check and every new buffer, before any write
         self.state["step"] += 1
         self._run(work, self.state["step"], compiled)
+        self._commit_scalar_state()
 
     # ----- elementwise optimizers: one kernel applied to (param, grad, buffers) ----------
     #
@@ -291,6 +294,60 @@ class Optimizer:
     _kernel_factory: Callable[..., Callable[..., None]] | None = None
     _n_scratch = 0
     _buffer_order: tuple[str, ...] = ()
+
+    # Per-entry scalar state (ASGD's ``eta`` and ``mu``, NAdam's ``mu_product``): 0-d
+    # float32 arrays, as torch keeps them (0-d tensors of its default float32 dtype, so
+    # float64 parameters too see float32 values). An optimizer that has some names them
+    # in ``_scalar_state`` and implements :meth:`_step_scalar_state`; their values of the
+    # step reach :meth:`_scalars` as ``hyper[name]`` and group the entries, and the new
+    # values are stored once every entry has been updated.
+    _scalar_state: tuple[str, ...] = ()
+
+    def _step_scalar_state(
+        self, hyper: dict[str, Any], step: int, stored: dict[str, float] | None,
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """``(used, new)``: the scalar state step ``step`` uses, and what to store after it
+        (float32 values as Python floats). ``stored`` is None before the entry's first step."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _step_scalar_state")
+
+    def _buffer_fill(self, name: str, hyper: dict[str, Any]) -> float:
+        """The value a new buffer starts at (zeros unless an optimizer says otherwise:
+        Adagrad's ``sum`` starts at ``initial_accumulator_value``, Rprop's ``step_size`` at ``lr``)."""
+        return 0.0
+
+    def _buffer_layout(self, name: str, param: np.ndarray) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype state buffer ``name`` of an entry with parameter ``param`` has."""
+        if name in self._scalar_state:
+            return (), np.dtype(np.float32)
+        return param.shape, param.dtype
+
+    def _prepare_scalar_state(self, hyperparameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each entry's hyperparameters with its scalar state of the coming step added (and
+        the values to store after it kept for :meth:`_commit_scalar_state`)."""
+        step = self.state["step"] + 1
+        pending, result = [], []
+        for index, hyper in enumerate(hyperparameters):
+            buffers = self.state.get(index, {})
+            stored = {name: float(buffers[name]) for name in self._scalar_state} if self._scalar_state[0] in buffers \
+                else None
+            used, new = self._step_scalar_state(hyper, step, stored)
+            pending.append(new)
+            result.append({**hyper, **used})
+        self._pending_scalar_state = pending
+        return result
+
+    def _commit_scalar_state(self) -> None:
+        pending = getattr(self, "_pending_scalar_state", None)
+        if not pending:
+            return
+        self._pending_scalar_state = None
+        for index, values in enumerate(pending):
+            buffers = self.state.setdefault(index, {})
+            for name, value in values.items():
+                if name in buffers:
+                    buffers[name][...] = value
+                else:
+                    buffers[name] = np.array(value, np.float32)
 
     def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> tuple[Any, ...]:
         """The NamedTuple ``k`` both kernels read for one step of one group: its bool fields
@@ -335,11 +392,14 @@ class Optimizer:
         that carry their own are regrouped by them.
         """
         if not self._elementwise():
-            return self._check_entries(self.param_groups)
+            hyperparameters = self._check_entries(self.param_groups)
+            return self._prepare_scalar_state(hyperparameters) if self._scalar_state else hyperparameters
         work = self._prepare_from_plan(compiled) if self._plan is not None else None
         if work is not None:
             return work
         hyperparameters = self._check_entries(self.param_groups)
+        if self._scalar_state:
+            hyperparameters = self._prepare_scalar_state(hyperparameters)
         arrays, firsts = [], []
         for index, (entry, hyper) in enumerate(zip(self.param_groups, hyperparameters)):
             buffers, first = self._buffers(index, entry["params"], hyper)
@@ -347,15 +407,18 @@ class Optimizer:
             firsts.append(first)
         # A step that creates buffers changes the state (and SGD's first step differs from
         # the next one): plan from the next step on.
-        plan = self._plan = None if any(firsts) else _Plan(self, arrays, hyperparameters)
+        # An entry's scalar state is part of its group's constants: no plan (its groups) then.
+        plan = self._plan = None if any(firsts) or self._scalar_state else _Plan(self, arrays, hyperparameters)
         blockable = plan.blockable if plan is not None else [_blocks.blockable(items) for items in arrays]
         groups: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         whole = []
         for index, (entry, hyper, items, first) in enumerate(zip(self.param_groups, hyperparameters, arrays, firsts)):
             if blockable[index]:
                 # (hyper, first, arrays, address rows: the plan's, or None to read them at the call, cuts)
+                scalar_state = tuple(hyper[name] for name in self._scalar_state)
                 group = groups.setdefault(
-                    _blocks.group_key(entry, hyper, first), (hyper, first, [], [] if plan is not None else None, None)
+                    _blocks.group_key(entry, hyper, first, scalar_state),
+                    (hyper, first, [], [] if plan is not None else None, None),
                 )
                 group[2].append(items)
                 if plan is not None:
@@ -427,7 +490,8 @@ class Optimizer:
         buffers = self.state.setdefault(index, {})
         created = name not in buffers
         if created:
-            buffers[name] = np.zeros_like(like)
+            fill = self._buffer_fill(name, self._hyperparameters(index))
+            buffers[name] = np.zeros_like(like) if fill == 0.0 else np.full_like(like, fill)
         return buffers[name], created
 
     def zero_grad(self) -> None:
@@ -532,10 +596,12 @@ class Optimizer:
                     )
                 if not isinstance(array, np.ndarray):
                     raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(array)}")
-                if array.shape != param.shape or array.dtype != param.dtype:
+                shape, dtype = self._buffer_layout(name, param)
+                if array.shape != shape or array.dtype != dtype:
                     raise ValueError(
                         f"{where} has shape {array.shape} and dtype {array.dtype}, but params[{index}] "
-                        f"has shape {param.shape} and dtype {param.dtype}"
+                        f"has shape {param.shape} and dtype {param.dtype}, so it must have shape {shape} "
+                        f"and dtype {dtype}"
                     )
             if saved and set(saved) != allowed:
                 raise ValueError(

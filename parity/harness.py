@@ -230,7 +230,7 @@ def check(
     if schedules is None:
         schedules = isinstance(optimizer_factory, type) and issubclass(optimizer_factory, numpy_optim.Optimizer)
     if torch_has_step is None:
-        torch_has_step = "Adam" in torch_optimizer_class.__name__
+        torch_has_step = torch_optimizer_class not in (torch.optim.SGD, torch.optim.LBFGS)
     stats = stats if stats is not None else Stats()
     chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
 
@@ -245,7 +245,7 @@ def check(
 
 
 def check_pair(pair: str, *, stats: Stats | None = None, **kwargs: Any) -> Stats:
-    """:func:`check` on a registry pair ("SGD", "Adam", "AdamW")."""
+    """:func:`check` on a registry pair (``parity.registry.OPTIMIZERS``)."""
     p = OPTIMIZERS[pair]
     return check(p.ours, p.theirs, name=p.name, buffers=p.buffers, fused=p.fused,
                  torch_has_step=p.torch_has_step, stats=stats, **kwargs)

@@ -65,7 +65,7 @@ import numpy_optim
 from .registry import OPTIMIZERS, OptimizerPair
 
 #: Keys of torch's param groups that numpy_optim has no counterpart for.
-TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"})
+TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 #: The key torch's LR schedulers add to each group: numpy_optim's ``initial_lrs``.
 INITIAL_LR = "initial_lr"
 

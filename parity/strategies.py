@@ -21,6 +21,9 @@ from hypothesis import strategies as st
 #: mixed element by element from 1e-10 to 1e6, and sparse (mostly zeros).
 GRADIENT_KINDS = ("normal", "zeros", "tiny", "large", "mixed", "sparse")
 DTYPES = ("float32", "float64")
+#: Hyperparameters that may be pairs (tuples on both sides; JSON keeps them as lists):
+#: ``betas``, Rprop's ``etas`` and ``step_sizes``, Adafactor's ``eps``.
+PAIRED_KEYS = ("betas", "etas", "step_sizes", "eps")
 
 
 @dataclass
@@ -48,11 +51,10 @@ class CaseSpec:
     def from_json(cls, text: str) -> CaseSpec:
         data = json.loads(text)
         data["shapes"] = [tuple(s) for s in data["shapes"]]
-        if "betas" in data["hyperparameters"]:
-            data["hyperparameters"]["betas"] = tuple(data["hyperparameters"]["betas"])
-        for o in data["overrides"]:
-            if "betas" in o:
-                o["betas"] = tuple(o["betas"])
+        for hyper in (data["hyperparameters"], *data["overrides"]):
+            for key in PAIRED_KEYS:
+                if isinstance(hyper.get(key), list):
+                    hyper[key] = tuple(hyper[key])
         return cls(**data)
 
 
@@ -120,7 +122,167 @@ def adam_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-HYPERPARAMETERS = {"SGD": sgd_hyperparameters(), "Adam": adam_hyperparameters(), "AdamW": adam_hyperparameters()}
+positive_eps = st.one_of(eps, st.just(0.0))  # torch accepts eps = 0 (0/0 then gives NaN on both sides)
+rate = st.floats(-4, 0).map(lambda e: 10.0**e)  # a positive factor in [1e-4, 1]
+unit_closed = st.one_of(st.just(0.0), st.just(1.0), _unit(), st.sampled_from([0.9, 0.99]))
+
+
+@st.composite
+def adam_family_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    """Adam's, and torch 2.13's ``decoupled_weight_decay`` switch."""
+    return {**draw(adam_hyperparameters()),
+            "decoupled_weight_decay": draw(st.booleans(), label="decoupled_weight_decay")}
+
+
+@st.composite
+def adagrad_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        "lr_decay": draw(_sometimes_zero(rate, zero_in=2), label="lr_decay"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "initial_accumulator_value": draw(_sometimes_zero(st.floats(-3, 1).map(lambda e: 10.0**e), zero_in=2),
+                                          label="initial_accumulator_value"),
+        "eps": draw(positive_eps, label="eps"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def adadelta_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(_sometimes_zero(st.floats(-3, 1).map(lambda e: 10.0**e)), label="lr"),
+        "rho": draw(unit_closed, label="rho"),
+        "eps": draw(positive_eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def adamax_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        "betas": (draw(beta, label="beta1"), draw(beta, label="beta2")),
+        "eps": draw(positive_eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def asgd_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    # torch checks only lr and weight_decay; lambd, alpha and t0 may be anything for which
+    # the decay (1 + lambd * lr * t) ** alpha stays real: t0 small enough to start averaging.
+    return {
+        "lr": draw(lr, label="lr"),
+        "lambd": draw(_sometimes_zero(st.floats(-6, 0).map(lambda e: 10.0**e), zero_in=3), label="lambd"),
+        "alpha": draw(st.one_of(st.just(0.75), _unit(0.0, 2.0), st.floats(-1.0, 0.0)), label="alpha"),
+        "t0": draw(st.one_of(st.just(1e6), st.integers(0, 20).map(float), _unit(0.0, 30.0)), label="t0"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def nadam_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        "betas": (draw(beta, label="beta1"), draw(beta, label="beta2")),
+        "eps": draw(eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "momentum_decay": draw(st.one_of(st.just(4e-3), _sometimes_zero(rate, zero_in=3)), label="momentum_decay"),
+        "decoupled_weight_decay": draw(st.booleans(), label="decoupled_weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def radam_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        "betas": (draw(beta, label="beta1"), draw(beta, label="beta2")),
+        "eps": draw(eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "decoupled_weight_decay": draw(st.booleans(), label="decoupled_weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def rmsprop_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "lr": draw(lr, label="lr"),
+        # torch checks only alpha >= 0 (alpha > 1 is accepted)
+        "alpha": draw(st.one_of(st.just(0.99), unit_closed, _unit(1.0, 2.0)), label="alpha"),
+        "eps": draw(eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "momentum": draw(momentum, label="momentum"),
+        "centered": draw(st.booleans(), label="centered"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def rprop_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    # torch checks 0 < etaminus < 1 < etaplus; step_sizes are not checked ((5, 1) is accepted)
+    etaminus = draw(st.one_of(st.just(0.5), _unit(1e-3, 1.0, exclude_max=True).filter(lambda e: e > 0)),
+                    label="etaminus")
+    etaplus = draw(st.one_of(st.just(1.2), _unit(1.0, 3.0, exclude_min=True)), label="etaplus")
+    low = draw(st.one_of(st.just(1e-6), st.floats(-9, -1).map(lambda e: 10.0**e)), label="min step")
+    high = draw(st.one_of(st.just(50.0), st.floats(-2, 2).map(lambda e: 10.0**e)), label="max step")
+    return {
+        "lr": draw(lr, label="lr"),
+        "etas": (etaminus, etaplus),
+        "step_sizes": (low, high),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def adafactor_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    eps1 = draw(st.one_of(st.none(), st.just(0.0), st.floats(-30, -3).map(lambda e: 10.0**e)), label="eps1")
+    eps2 = draw(st.one_of(st.just(1e-3), st.just(0.0), st.floats(-8, -1).map(lambda e: 10.0**e)), label="eps2")
+    return {
+        "lr": draw(lr, label="lr"),
+        "beta2_decay": draw(st.one_of(st.just(-0.8), _unit(-1.0, 0.0)), label="beta2_decay"),
+        "eps": (eps1, eps2),
+        "d": draw(st.one_of(st.just(1.0), _unit(1.0, 10.0)), label="d"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+
+
+@st.composite
+def lbfgs_hyperparameters(draw: st.DrawFn) -> dict[str, Any]:
+    max_iter = draw(st.integers(1, 25), label="max_iter")
+    return {
+        "lr": draw(st.one_of(st.just(1), _unit(1e-3, 1.0)), label="lr"),
+        "max_iter": max_iter,
+        "max_eval": draw(st.one_of(st.none(), st.integers(1, 2 * max_iter + 5)), label="max_eval"),
+        "tolerance_grad": draw(st.one_of(st.just(1e-7), st.floats(-10, -4).map(lambda e: 10.0**e)),
+                               label="tolerance_grad"),
+        "tolerance_change": draw(st.one_of(st.just(1e-9), st.floats(-12, -6).map(lambda e: 10.0**e)),
+                                 label="tolerance_change"),
+        "history_size": draw(st.one_of(st.just(100), st.integers(1, 10)), label="history_size"),
+        "line_search_fn": draw(st.sampled_from([None, "strong_wolfe"]), label="line_search_fn"),
+    }
+
+
+HYPERPARAMETERS = {
+    "SGD": sgd_hyperparameters(),
+    "Adam": adam_family_hyperparameters(),
+    "AdamW": adam_hyperparameters(),
+    "Adagrad": adagrad_hyperparameters(),
+    "Adadelta": adadelta_hyperparameters(),
+    "Adamax": adamax_hyperparameters(),
+    "ASGD": asgd_hyperparameters(),
+    "NAdam": nadam_hyperparameters(),
+    "RAdam": radam_hyperparameters(),
+    "RMSprop": rmsprop_hyperparameters(),
+    "Rprop": rprop_hyperparameters(),
+    "Adafactor": adafactor_hyperparameters(),
+    "LBFGS": lbfgs_hyperparameters(),
+}
 
 
 def valid_combination(hyper: dict[str, Any]) -> bool:

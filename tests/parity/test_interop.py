@@ -259,7 +259,7 @@ def test_torch_groups_become_numpy_defaults_and_per_entry_overrides():
 
     assert converted["step"] == HANDOVER
     assert converted["defaults"] == {"lr": 0.005, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1,
-                                     "amsgrad": False, "maximize": False}
+                                     "amsgrad": False, "maximize": False, "decoupled_weight_decay": True}
     assert converted["param_groups"] == [{}, {}, {"weight_decay": 0.0}, {"weight_decay": 0.0}]
     assert converted["initial_lrs"] == opt.initial_lrs == [0.01] * 4
     assert [sorted(s) for s in converted["state"]] == [["exp_avg", "exp_avg_sq"]] * 4

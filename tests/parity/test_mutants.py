@@ -120,7 +120,7 @@ def adam_mutant(base: type, mutation: str) -> type:
             param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, mutation=mutation,
             step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
             weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"],
-            maximize=hyper["maximize"], decoupled_weight_decay=self._decoupled,
+            maximize=hyper["maximize"], decoupled_weight_decay=hyper["decoupled_weight_decay"],
         )
 
     return type(f"{base.__name__}_{mutation}", (base,), {"_update": _update})

@@ -37,7 +37,7 @@ def _constructor(cls: type) -> dict[str, object]:
 
 
 # torch-only switches that select torch's implementation, not the algorithm
-TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"}
+TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
 
 
 @pytest.mark.parametrize("pair", OPTIMIZERS.values(), ids=list(OPTIMIZERS))
