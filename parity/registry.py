@@ -32,6 +32,9 @@ class OptimizerPair:
     torch_has_step: bool
     #: Whether torch supports ``fused=True`` on the CPU for this class.
     fused: bool
+    #: Whether ``step`` takes a closure (LBFGS): such pairs run closed loop only, one
+    #: ``step(closure)`` per recorded step.
+    closure: bool = False
     #: {name: (ours, torch)}: defaults that differ on purpose.
     default_differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     #: {our name: torch name}: renamed hyperparameters (none today).
