@@ -315,9 +315,11 @@ class Optimizer:
         Adagrad's ``sum`` starts at ``initial_accumulator_value``, Rprop's ``step_size`` at ``lr``)."""
         return 0.0
 
-    def _buffer_layout(self, name: str, param: np.ndarray) -> tuple[tuple[int, ...], np.dtype]:
-        """The shape and dtype state buffer ``name`` of an entry with parameter ``param`` has."""
-        if name in self._scalar_state:
+    @classmethod
+    def _buffer_layout(cls, name: str, param: Any) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype state buffer ``name`` of an entry with parameter ``param`` has
+        (``param``: anything with a ``shape`` and a ``dtype``)."""
+        if name in cls._scalar_state:
             return (), np.dtype(np.float32)
         return param.shape, param.dtype
 

@@ -1,10 +1,12 @@
 """Optimizer state between torch.optim and numpy_optim: start a run on one side, resume it on the other.
 
-torch's ``optimizer.state_dict()`` (SGD, Adam, AdamW)::
+torch's ``optimizer.state_dict()`` (every registry pair but LBFGS, whose state is one flat
+history: see :func:`lbfgs_torch_to_numpy`)::
 
     {"state": {param_id: {"momentum_buffer": tensor}                         # SGD with momentum
                          | {"step": tensor, "exp_avg": tensor, "exp_avg_sq": tensor,
-                            "max_exp_avg_sq": tensor},                         # Adam/AdamW (+amsgrad)
+                            "max_exp_avg_sq": tensor}                          # Adam/AdamW (+amsgrad)
+                         | {"step": tensor, <buffer>: tensor, ...}},           # the others
      "param_groups": [{"lr": ..., "betas": ..., ..., "foreach": None, "fused": None, ...,
                        "params": [param_id, ...]}, ...]}
 
@@ -20,17 +22,20 @@ with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The cor
   entries ``[w, b, v]``.
 * Hyperparameters have the same names on both sides. A torch group's values become the
   overrides of its entries; torch-only keys (``foreach``, ``fused``, ``capturable``,
-  ``differentiable``, ``decoupled_weight_decay``) have no numpy_optim counterpart and are
-  filled from the receiving torch optimizer's own groups.
+  ``differentiable``) have no numpy_optim counterpart and are filled from the receiving
+  torch optimizer's own groups. ``decoupled_weight_decay`` is a hyperparameter like any
+  other (torch's AdamW groups carry ``True``, as numpy_optim's AdamW defaults do).
 * A torch LR scheduler records each group's base rate as ``initial_lr``, which is what
   numpy_optim's ``initial_lrs`` are (the rate a scheduler scales an entry's lr from).
   It is carried over where torch has it: into ``initial_lrs`` always, and back into the
   groups of a torch optimizer that has a scheduler attached (whose groups have the key).
-* Buffers have the same names and values; arrays are copied both ways (a converted dict
-  shares no memory with its source).
-* numpy_optim keeps one step counter for the optimizer; torch's Adam and AdamW keep one
-  per parameter (a scalar tensor), which must therefore all agree. torch's SGD keeps none
-  (and numpy_optim's SGD uses its count for nothing).
+* Buffers have the same names, shapes and values; arrays are copied both ways (a converted
+  dict shares no memory with its source). Per-parameter scalar state (ASGD's ``eta`` and
+  ``mu``, NAdam's ``mu_product``) is a 0-d float32 tensor in torch and a 0-d float32 array
+  in numpy_optim; Adafactor's factored ``row_var``/``col_var`` have their own shapes.
+* numpy_optim keeps one step counter for the optimizer; torch keeps one per parameter (a
+  scalar tensor), which must therefore all agree. torch's SGD keeps none (and numpy_optim's
+  SGD uses its count for nothing).
 
 Everything is validated before anything is built, with ValueError for bad values and
 TypeError for bad types: the structure (counts, shapes, dtypes, names, steps) here, each
@@ -170,7 +175,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
     Parameters
     ----------
     torch_state_dict : dict
-        ``torch_optimizer.state_dict()`` of a ``torch.optim.SGD``, ``Adam`` or ``AdamW``
+        ``torch_optimizer.state_dict()`` of the registry's torch counterpart of ``optimizer``
         over the parameters that ``optimizer``'s entries hold, in the same order.
     optimizer : numpy_optim.Optimizer
         The optimizer the result is meant for (the registry's counterpart of the torch
@@ -178,8 +183,8 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         override keys its entries carry give the result's shape (below). It is not changed.
     step : int, optional
         The step count, for torch optimizers that keep none (SGD). By default the
-        optimizer's own count is kept: numpy_optim's SGD uses it for nothing. Adam and
-        AdamW take it from torch and refuse this argument when it disagrees.
+        optimizer's own count is kept: numpy_optim's SGD uses it for nothing. The others
+        take it from torch and refuse this argument when it disagrees.
 
     Returns
     -------
@@ -199,7 +204,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         ``optimizer`` is not a registered numpy_optim optimizer, a value has the wrong type.
     ValueError
         The dict is not a state dict of the counterpart torch class over these parameters
-        (parameter count, hyperparameter names, Adam vs AdamW, buffer names, shapes,
+        (parameter count, hyperparameter names, buffer names, shapes,
         dtypes), torch's per-parameter steps disagree, or a value is invalid.
     """
     pair = _pair_for_numpy(optimizer)
@@ -209,7 +214,6 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         raise ValueError(f"torch_state_dict holds {len(ids)} parameters, but the optimizer has "
                          f"{len(entries)} entries")
     names = list(optimizer.defaults)
-    decoupled = isinstance(optimizer, numpy_optim.AdamW)
 
     # Hyperparameters: each torch group's values, validated by numpy_optim's own checks.
     per_entry: list[dict[str, Any]] = []
@@ -221,9 +225,6 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         if missing or unknown:
             raise ValueError(f"{where} does not hold {type(optimizer).__name__}'s hyperparameters: missing "
                              f"{missing}, unknown {unknown}; expected a torch.optim.{pair.theirs.__name__} state dict")
-        if "decoupled_weight_decay" in group and bool(group["decoupled_weight_decay"]) != decoupled:
-            kind = "AdamW (decoupled weight decay)" if group["decoupled_weight_decay"] else "Adam (L2 weight decay)"
-            raise ValueError(f"{where} is {kind}, but the optimizer is {type(optimizer).__name__}")
         try:
             values = {k: _plain(group[k]) for k in names}
         except TypeError as error:
@@ -274,10 +275,12 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{where}[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
             dtype = _NUMPY_DTYPES.get(value.dtype)
-            if tuple(value.shape) != param.shape or dtype != param.dtype:
+            shape, expected = optimizer._buffer_layout(name, param)  # 0-d float32 for eta, mu, mu_product
+            if tuple(value.shape) != shape or dtype != expected:
                 raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)} and dtype {value.dtype}, but "
-                                 f"params[{i}] has shape {param.shape} and dtype {param.dtype}")
-            state[i][name] = np.array(value.detach().cpu().numpy(), dtype=param.dtype, copy=True)
+                                 f"params[{i}] (shape {param.shape}, dtype {param.dtype}) keeps it with shape "
+                                 f"{shape} and dtype {expected}")
+            state[i][name] = np.array(value.detach().cpu().numpy(), dtype=expected, copy=True)
         missing = sorted(allowed - set(state[i]))
         if state[i] and missing:
             raise ValueError(f"{where} lacks the buffers {missing}")
@@ -320,20 +323,20 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
     Parameters
     ----------
     numpy_state_dict : dict
-        ``optimizer.state_dict()`` of a numpy_optim SGD, Adam or AdamW whose entries are
+        ``optimizer.state_dict()`` of a registered numpy_optim optimizer whose entries are
         ``torch_optimizer``'s parameters in order (group after group).
     torch_optimizer : torch.optim.Optimizer
-        The receiving ``torch.optim.SGD``, ``Adam`` or ``AdamW``. Its groups say which
-        entries share a group and supply the torch-only keys (``foreach``, ``fused``,
-        ``capturable``, ``differentiable``, ``decoupled_weight_decay``); a group that has an
+        The receiving torch optimizer. Its groups say which entries share a group and
+        supply the torch-only keys (``foreach``, ``fused``, ``capturable``,
+        ``differentiable``); a group that has an
         ``initial_lr`` (a scheduler is attached) gets its entries' ``initial_lrs``. Its
         parameters give the shapes and dtypes. It is not changed.
 
     Returns
     -------
     dict
-        ``{"state": {param_id: {...}}, "param_groups": [...]}`` with fresh tensors. For Adam
-        and AdamW every parameter with buffers gets ``"step"``, a scalar tensor of the dtype
+        ``{"state": {param_id: {...}}, "param_groups": [...]}`` with fresh tensors. Where torch
+        keeps a step (all but SGD), every parameter with buffers gets ``"step"``, a scalar tensor of the dtype
         torch itself uses (float32, or the default dtype when that is float64 and not fused).
 
     Raises
@@ -343,8 +346,8 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
     ValueError
         The dict is not a numpy_optim state dict for these parameters (keys, entry count,
         hyperparameter names and values, buffer names, shapes, dtypes), entries that share a
-        torch group have different hyperparameters, or (Adam, AdamW) an entry has no buffers
-        although the step count is positive. (Adam and AdamW state dicts look alike: which
+        torch group have different hyperparameters, or (where torch keeps a step) an entry has
+        no buffers although the step count is positive. (Adam and AdamW state dicts look alike: which
         one is meant is the caller's to get right.)
     """
     pair = _pair_for_torch(torch_optimizer)
@@ -413,9 +416,12 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
                                  f"keeps {list(pair.buffers)}")
             if not isinstance(array, np.ndarray):
                 raise TypeError(f"{where}[{name!r}] must be a numpy.ndarray, got {type(array).__name__}")
-            if array.shape != tuple(param.shape) or array.dtype != dtype:
+            like = np.broadcast_to(np.zeros((), dtype), tuple(param.shape))  # the parameter, as numpy_optim sees it
+            shape, expected = pair.ours._buffer_layout(name, like)
+            if array.shape != shape or array.dtype != expected:
                 raise ValueError(f"{where}[{name!r}] has shape {array.shape} and dtype {array.dtype}, but torch "
-                                 f"parameter {i} has shape {tuple(param.shape)} and dtype {param.dtype}")
+                                 f"parameter {i} (shape {tuple(param.shape)}, dtype {param.dtype}) keeps it with "
+                                 f"shape {shape} and dtype {expected}")
             buffers[name] = torch.from_numpy(np.array(array, copy=True)).to(param.device)
         if pair.torch_has_step and step > 0:
             if not buffers:
