@@ -10,8 +10,8 @@ compiled); only the returned ``step`` is timed, inside :func:`backend` of the sa
 
 >>> [len(sizes) for sizes in SIZES.values()]
 [1, 1, 1, 200]
->>> [len(cases) for cases in (CONFIGS, SIDES)]
-[10, 5]
+>>> [len(cases) for cases in (CONFIGS, SIDES, REST_CONFIGS)]
+[10, 5, 9]
 >>> int(model_sizes().min()) >= 64 and int(model_sizes().max()) <= 65_536
 True
 >>> with backend("numpy_optim-numpy"):
@@ -59,6 +59,24 @@ CONFIGS = [
     Config("Adam", "Adam", {"lr": 1e-3}, "float64"),
     Config("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, "float64"),
 ]
+
+#: The rest of torch.optim's elementwise optimizers (float32, torch's defaults unless a
+#: switch adds a buffer): timed on REST_SIZES only, against torch default and foreach (and
+#: fused for Adagrad, the only one of them torch has a fused CPU kernel for).
+REST_CONFIGS = [
+    Config("Adagrad", "Adagrad", {"lr": 1e-2}, "float32"),
+    Config("Adadelta", "Adadelta", {"lr": 1.0}, "float32"),
+    Config("Adamax", "Adamax", {"lr": 2e-3}, "float32"),
+    Config("ASGD", "ASGD", {"lr": 1e-2, "t0": 1.0}, "float32"),  # averaging on from the third step
+    Config("NAdam", "NAdam", {"lr": 2e-3}, "float32"),
+    Config("RAdam", "RAdam", {"lr": 1e-3}, "float32"),
+    Config("RMSprop", "RMSprop", {"lr": 1e-2}, "float32"),
+    Config("RMSprop-centered-momentum", "RMSprop", {"lr": 1e-2, "centered": True, "momentum": 0.9}, "float32"),
+    Config("Rprop", "Rprop", {"lr": 1e-2}, "float32"),
+]
+REST_SIZES = ["1e5", "1e7", "model200"]
+REST_SIDES = {name: ["numpy_optim", "numpy_optim-numpy", "torch-default", "torch-foreach"]
+              + (["torch-fused"] if name == "Adagrad" else []) for name in {c.optimizer for c in REST_CONFIGS}}
 
 #: Problem name -> parameter sizes (elements).
 SIZES: dict[str, list[int]] = {

@@ -36,6 +36,15 @@ STREAMS = {
     "Adam": (4, 3),  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
     "AdamW": (4, 3),
     "Adam-amsgrad": (5, 4),  # and max_exp_avg_sq
+    "Adagrad": (3, 2),  # param, grad, sum
+    "Adadelta": (4, 3),  # param, grad, square_avg, acc_delta
+    "Adamax": (4, 3),  # param, grad, exp_avg, exp_inf
+    "ASGD": (3, 2),  # param, grad, ax
+    "NAdam": (4, 3),  # param, grad, exp_avg, exp_avg_sq
+    "RAdam": (4, 3),
+    "RMSprop": (3, 2),  # param, grad, square_avg
+    "RMSprop-centered-momentum": (5, 4),  # and grad_avg, momentum_buffer
+    "Rprop": (4, 3),  # param, grad, prev, step_size
 }
 ITEMSIZE = {"float32": 4, "float64": 8}
 

@@ -21,7 +21,20 @@ import time
 
 import pytest
 
-from benchmarks.cases import CONFIGS, EXTRA_CASES, ROUNDS, SIDES, SIZES, backend, build, group_name, problem_sizes
+from benchmarks.cases import (
+    CONFIGS,
+    EXTRA_CASES,
+    REST_CONFIGS,
+    REST_SIDES,
+    REST_SIZES,
+    ROUNDS,
+    SIDES,
+    SIZES,
+    backend,
+    build,
+    group_name,
+    problem_sizes,
+)
 from benchmarks.stream import Stream
 
 
@@ -57,6 +70,11 @@ CASES = [
     for config in CONFIGS
     if (config.name, config.dtype) == (name, dtype)
     for side in SIDES
+] + [
+    pytest.param(config, size, side, id=f"{config.name}-{config.dtype}-{size}-{side}")
+    for config in REST_CONFIGS
+    for size in REST_SIZES
+    for side in REST_SIDES[config.optimizer]
 ]
 
 
