@@ -139,7 +139,7 @@ def _scalar_fma_exact(a, b, c):
         v_bits = _bits(v)
         if r != 0 and (v_bits & 1) == 0:  # round v to odd: one ulp toward r
             v = _float(v_bits + (1 if (r > 0) == (v > 0) else -1))
-        result = s + v
+        result = s + v if v != 0 else s  # v == 0: the sum is s exactly, with s's sign of zero (-0 + -0 is -0)
         if not (np.isfinite(result) and np.isfinite(e)):  # inf / NaN / overflow: the plain sum c + p
             result = s
         return result

@@ -147,6 +147,8 @@ def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.n
             np.multiply(bits, mask, out=bits)
             np.add(v_bits, bits, out=v_bits)
         np.add(s, v, out=t)
+        np.equal(v, 0, out=mask)  # v == 0: the sum is s exactly, with s's sign of zero (s + 0 would turn -0 into +0)
+        np.copyto(t, s, where=mask)
         np.isfinite(t, out=mask)
         np.isfinite(e, out=parity)
         np.logical_and(mask, parity, out=mask)

@@ -42,7 +42,8 @@ def adam_step(
     bias_correction2 = 1 - beta2 ** float(step)
     return AdamStep(
         maximize=maximize, decoupled=weight_decay != 0 and decoupled_weight_decay,
-        coupled=weight_decay != 0 and not decoupled_weight_decay, low_weight=weight < 0.5, amsgrad=amsgrad,
+        coupled=weight_decay != 0 and not decoupled_weight_decay, amsgrad=amsgrad,
+        low_weight=abs(as_dtype_scalar(weight, dtype)) < 0.5,  # torch branches on the weight in the arrays' dtype
         weight_decay=weight_decay, decay=1 - lr * weight_decay, weight=weight,
         weight_minus_one=as_dtype_scalar(weight, dtype) - 1, beta2=beta2, one_minus_beta2=1 - beta2,
         bias_correction2_sqrt=bias_correction2**0.5, eps=eps, neg_step_size=-(lr / bias_correction1),

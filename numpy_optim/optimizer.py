@@ -335,7 +335,7 @@ class Optimizer:
             used, new = self._step_scalar_state(hyper, step, stored)
             pending.append(new)
             result.append({**hyper, **used})
-        self._pending_scalar_state = pending
+        self._pending_scalar_state: list[dict[str, float]] | None = pending
         return result
 
     def _commit_scalar_state(self) -> None:

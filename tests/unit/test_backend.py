@@ -425,6 +425,16 @@ def _fma_cases(dtype, rng):
         yield "grid of specials", a_grid.copy(), b, c_grid.copy()
 
 
+def test_exact_float64_fma_gives_ieee_signs_of_zero():
+    # IEEE 754 fma: an exact zero sum of two zeros keeps their sign if they agree (-0 + -0 = -0),
+    # otherwise, like any exact cancellation (2 * 3 - 6), it is +0 in round-to-nearest.
+    a = np.array([-0.0, 0.0, -0.0, 2.0, -2.0])
+    c = np.array([-0.0, -0.0, 0.0, -6.0, 6.0])
+    got = np.concatenate([_fma.fma(a[:3], 1.0, c[:3], exact=True), _fma.fma(a[3:], 3.0, c[3:], exact=True)])
+    assert np.signbit(got).tolist() == [True, False, False, False, False]
+    assert (got == 0).all()
+
+
 @pytest.mark.numba
 @pytest.mark.parametrize("exact", [False, True], ids=["fma", "fma-exact"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

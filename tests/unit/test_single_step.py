@@ -240,3 +240,15 @@ def test_adamw_first_step_equals_spec_formula(theta, g, lr, lam):
     AdamW([{"params": x, "grad": np.array([g])}], lr=lr, weight_decay=lam).step()
     expected = theta - lr * (g / (abs(g) + 1e-8) + lam * theta)
     assert x[0] == pytest.approx(expected, rel=1e-12, abs=1e-13)
+
+
+def test_adam_lerp_branch_follows_the_weight_rounded_to_the_dtype():
+    # torch's lerp branches on |w| < 0.5 with w = 1 - beta1 already in the tensor's dtype:
+    # 1 - (0.5 + 1e-9) is below 0.5 as a Python float but rounds to exactly 0.5 in float32.
+    from numpy_optim.adam import adam_step
+
+    kwargs = dict(step=1, lr=1e-3, beta1=0.5 + 1e-9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
+                  maximize=False, decoupled_weight_decay=False)
+    assert np.float32(1 - kwargs["beta1"]) == np.float32(0.5)
+    assert adam_step(**kwargs, dtype=np.dtype(np.float32)).low_weight is False
+    assert adam_step(**kwargs, dtype=np.dtype(np.float64)).low_weight is True
