@@ -511,6 +511,11 @@ class Optimizer:
         """The buffers an entry with these hyperparameters may hold."""
         return set()
 
+    def _entry_state_names(self, hyperparameters: dict[str, Any], param: np.ndarray) -> set[str]:
+        """The buffers an entry with these hyperparameters and this parameter holds once it has
+        taken a step (Adafactor's depend on the parameter's dimensions too)."""
+        return self._buffer_names(hyperparameters)
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the optimizer: deep copies, nothing aliased to live buffers.
 
@@ -589,7 +594,7 @@ class Optimizer:
             if not isinstance(saved, Mapping):
                 raise TypeError(f"state_dict['state'][{index}]: expected a dict, got {type(saved).__name__}")
             param = self.param_groups[index]["params"]
-            allowed = self._buffer_names(hyper)
+            allowed = self._entry_state_names(hyper, param)
             for name, array in saved.items():
                 where = f"state_dict['state'][{index}][{name!r}]"
                 if name not in allowed:

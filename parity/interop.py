@@ -257,7 +257,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
             raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
         param = entries[i]["params"]
         hyper = {**defaults, **overrides[i]}
-        allowed = optimizer._buffer_names(hyper)
+        allowed = optimizer._entry_state_names(hyper, param)
         for name, value in saved.items():
             if name == "step":
                 if not isinstance(value, (torch.Tensor, numbers.Real)) or isinstance(value, bool):

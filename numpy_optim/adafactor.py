@@ -1,0 +1,515 @@
+r"""Adafactor: factored second moments, relative step sizes, update clipping.
+
+Not elementwise: every step reduces (norms of rows, columns and whole arrays, a mean over
+rows), so the class overrides :meth:`Optimizer._update` and the file holds, instead of a
+kernel pair, torch's reductions written in NumPy, in torch's order of additions. Together
+with torch's scalar math (Python floats) and its fused multiply-adds (rounded once), a
+float32 or float64 trajectory is then bit for bit torch's single-tensor CPU path
+(``tests/parity/test_adafactor_torch.py``); torch uses no MKL ``sqrt`` here (its norms
+take the IEEE square root, ``rsqrt`` is ``1 / sqrt``).
+
+The reductions (reference: torch-optim-rest.md §1.3 and Appendix A; torch 2.13, CPU):
+
+* :func:`norm_rows` -- ``x.norm(2)`` and ``torch.norm(x, dim=-1)``: 8 float32 / 4
+  float64 lanes, each summing the squares of its elements in order (squares rounded, no
+  FMA); the lanes added in order; float32 only: 4 more elements if at least 4 remain;
+  then ``s = fma(x, x, s)`` for each remaining element; the IEEE square root. The norm
+  of one element is ``|x|`` (measured: no underflow of ``x*x`` below 1e-19 in float32).
+* :func:`norm_columns` -- ``torch.norm(x, dim=-2)``: per column, the squares added
+  sequentially over the rows (no FMA); :func:`norm_rows` when there is one column,
+  ``|x|`` when there is one row.
+* :func:`torch_sum` -- ``x.sum(dim=-1)``: torch's cascade sum (SumKernel.cpp).
+
+Every one of them works on all rows at once: per-lane and per-column work is
+``np.add.reduce`` along an axis that is not the innermost one, which NumPy adds in order
+(its pairwise summation applies only along the innermost axis); :func:`_sequential_sum`
+makes sure of that.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ._fma import fma
+from .optimizer import Optimizer, _real, check_bool
+
+# --------------------------------------------------------------------------------------
+# Rounding helpers
+# --------------------------------------------------------------------------------------
+
+
+def _lanes(dtype: np.dtype) -> int:
+    """The vector width of torch's reductions: 256 bits (8 float32, 4 float64 lanes)."""
+    return 4 if np.dtype(dtype) == np.float64 else 8
+
+
+def fma_exact(a: Any, b: Any, c: np.ndarray) -> np.ndarray:
+    """``a * b + c`` rounded once (torch's FMA), for float16, float32 and float64 arrays.
+
+    float64: :func:`numpy_optim._fma.fma` with ``exact=True`` (operands above 2**900
+    scaled first, :func:`_fma64_scaled`). Narrower dtypes: the
+    product is exact in float64; the float64 sum ``s`` and its exact error ``e``
+    (Knuth's TwoSum) give ``s`` rounded to odd (one ulp towards ``e`` when ``e != 0`` and
+    ``s``'s last bit is even), whose rounding to the narrow dtype is the correctly rounded
+    result (53 >= 24 + 2 bits). This removes the double-rounding tie of the plain float64
+    route, about one element in 2**29, which a bitwise claim over millions of elements
+    would otherwise meet.
+    """
+    c = np.asarray(c)
+    dtype = c.dtype
+    if dtype == np.float64:
+        return _fma64_scaled(np.asarray(a, np.float64), b, c)
+    with np.errstate(all="ignore"):
+        b = b if isinstance(b, np.ndarray) else dtype.type(b)  # torch casts the scalar first
+        p = np.multiply(np.asarray(a, np.float64), np.asarray(b, np.float64))  # exact
+        q = c.astype(np.float64)
+        s = p + q
+        v = s - p                                                   # TwoSum: s + e == p + q
+        e = (p - (s - v)) + (q - v)
+        bits = s.view(np.int64)
+        odd = (bits & 1) == 1
+        move = (e != 0) & ~odd & np.isfinite(s)
+        if move.any():
+            bits = np.where(move, bits + np.where((e > 0) == (s > 0), 1, -1), bits)
+            s = bits.view(np.float64)
+        return np.asarray(s.astype(dtype))
+
+
+_HUGE = 2.0**900  # above this, the exact float64 FMA's splitting (a * (2**27 + 1)) could overflow
+_SHIFT = 200
+
+
+def _fma64_scaled(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
+    """:func:`numpy_optim._fma.fma` with ``exact=True``, also for operands above 2**900.
+
+    There Veltkamp's split overflows and the exact FMA falls back to two roundings; so
+    such an ``a`` (or ``b``) is scaled by 2**-200 first, and ``c`` with it (powers of two:
+    exact), and the result scaled back. (A ``c`` so small that the scaling makes it
+    subnormal could then only change a result that is a tie of ``a * b`` alone.)
+    """
+    with np.errstate(all="ignore"):
+        shift_a = np.where(np.abs(a) > _HUGE, _SHIFT, 0)
+        shift_b = np.where(np.abs(b) > _HUGE, _SHIFT, 0)
+        if not shift_a.any() and not shift_b.any():
+            return np.asarray(fma(a, b, c, exact=True))
+        b_scaled = np.ldexp(b, -shift_b) if isinstance(b, np.ndarray) else float(np.ldexp(b, -int(shift_b)))
+        shift = shift_a + shift_b
+        result = fma(np.ldexp(a, -shift_a), b_scaled, np.ldexp(c, -shift), exact=True)
+        return np.asarray(np.ldexp(result, shift))
+
+
+def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """torch's ``start.lerp_(end, weight)`` with a Python float weight, in place.
+
+    ``W = dt(weight)``, ``d = end - start``; ``fma(W, d, start)`` if ``|W| < 0.5``,
+    else ``fma(W - 1, d, end)`` (``W - 1`` is exact).
+    """
+    w = start.dtype.type(weight)
+    d = np.subtract(end, start)
+    if abs(w) < 0.5:
+        start[...] = fma_exact(d, w, start)
+    else:
+        start[...] = fma_exact(d, w - start.dtype.type(1), end)
+
+
+# --------------------------------------------------------------------------------------
+# torch's reductions
+# --------------------------------------------------------------------------------------
+
+
+def _sequential_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """``0 + x[0] + x[1] + ...`` along ``axis``, each addition rounded, in order.
+
+    ``np.add.reduce`` adds in order along any axis but the innermost one (which it may
+    sum pairwise); the axes after ``axis`` must hold more than one element, or the loop
+    runs in Python over ``axis``.
+    """
+    axis = axis % x.ndim
+    if math.prod(x.shape[axis + 1:]) > 1:
+        return np.add.reduce(x, axis=axis)
+    total = np.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
+    for i in range(x.shape[axis]):
+        total += np.take(x, i, axis=axis)
+    return total
+
+
+def _sum_of_squares_rows(x: np.ndarray) -> np.ndarray:
+    """Each row's sum of squares as torch's 2-norm adds it (before the square root).
+
+    ``x`` has shape ``(rows, n)``; float32 and float64 (float16 is squared in float32).
+    """
+    if x.dtype == np.float16:
+        return _sum_of_squares_rows(x.astype(np.float32))
+    rows, n = x.shape
+    lanes = _lanes(x.dtype)
+    body = n - n % lanes
+    squares = np.multiply(x[:, :body], x[:, :body])                       # rn(x*x), no FMA
+    acc = _sequential_sum(squares.reshape(rows, body // lanes, lanes), axis=1)  # lane j, in order
+    s = acc[:, 0].copy()
+    for j in range(1, lanes):                                              # lanes combined in order
+        s += acc[:, j]
+    done = body
+    if x.dtype == np.float32 and n - done >= 4:                            # float32: 4-element epilogue
+        for i in range(done, done + 4):
+            s += x[:, i] * x[:, i]
+        done += 4
+    for i in range(done, n):                                               # tail: s = fma(x, x, s)
+        s = fma_exact(x[:, i], x[:, i], s)
+    return s
+
+
+def norm_rows(x: np.ndarray) -> np.ndarray:
+    """torch's ``torch.norm(x, dim=-1)`` (and, on ``x.reshape(1, -1)``, ``x.norm(2)``).
+
+    Returns an array of shape ``x.shape[:-1]`` and ``x``'s dtype: each row's
+    :func:`_sum_of_squares_rows`, then the IEEE square root. A reduction over one element
+    is ``|x|`` in torch (no square to underflow or overflow).
+    """
+    x = np.ascontiguousarray(x)
+    if x.shape[-1] == 1:
+        return np.abs(x[..., 0])
+    s = _sum_of_squares_rows(x.reshape(-1, x.shape[-1]))
+    return np.sqrt(s).astype(x.dtype, copy=False).reshape(x.shape[:-1])
+
+
+def norm_all(x: np.ndarray) -> float:
+    """``x.norm(2).item()``: the 2-norm of all of ``x`` (any shape, 0-d too) as a Python float."""
+    return float(norm_rows(np.reshape(x, (1, -1)))[0])
+
+
+def norm_columns(x: np.ndarray) -> np.ndarray:
+    """torch's ``torch.norm(x, dim=-2)`` for ``x`` of shape ``(..., m, n)``.
+
+    With ``n > 1`` each column's squares are added sequentially over the rows (no FMA);
+    with ``n == 1`` the reduced axis is contiguous and torch takes the lane algorithm
+    (:func:`norm_rows`); over one row, ``|x|``. Returns shape ``x.shape[:-2] + (n,)``.
+    """
+    x = np.ascontiguousarray(x)
+    if x.shape[-1] == 1:
+        return norm_rows(x[..., 0])[..., None]
+    if x.shape[-2] == 1:
+        return np.abs(x[..., 0, :])
+    work = x.astype(np.float32) if x.dtype == np.float16 else x
+    s = _sequential_sum(np.multiply(work, work), axis=-2)                # s = rn(s + rn(x*x)) over rows
+    return np.sqrt(s).astype(x.dtype, copy=False)
+
+
+def _ceil_log2(value: int) -> int:
+    return 0 if value <= 1 else int(value - 1).bit_length()
+
+
+def _multi_row_sum(v: np.ndarray) -> np.ndarray:
+    """SumKernel.cpp ``multi_row_sum`` over axis 1 of ``v`` (``(rows, size, *lanes)``).
+
+    Four accumulator levels: level 0 adds ``step = 2**max(4, ceil_log2(size) // 4)``
+    loads in order and passes its sum to level 1; level 1 passes its sum on every ``step``
+    chunks, level 2 every ``step**2``; level 3 keeps everything. At the end the loads left
+    over go to level 0, and level 0 + level 1 + level 2 + level 3, in that order.
+    """
+    rows, size, rest = v.shape[0], v.shape[1], v.shape[2:]
+    step = 1 << max(4, _ceil_log2(size) // 4)
+    chunks = size // step
+    level0 = _sequential_sum(v[:, : chunks * step].reshape(rows, chunks, step, *rest), axis=2)
+    groups1 = chunks // step
+    level1 = _sequential_sum(level0[:, : groups1 * step].reshape(rows, groups1, step, *rest), axis=2)
+    groups2 = groups1 // step
+    level2 = _sequential_sum(level1[:, : groups2 * step].reshape(rows, groups2, step, *rest), axis=2)
+    acc0 = _sequential_sum(v[:, chunks * step:], axis=1)                  # the loads after the last chunk
+    acc1 = _sequential_sum(level0[:, groups1 * step:], axis=1)            # chunks not yet passed on
+    acc2 = _sequential_sum(level1[:, groups2 * step:], axis=1)
+    acc3 = _sequential_sum(level2, axis=1)
+    return ((acc0 + acc1) + acc2) + acc3
+
+
+def _row_sum(v: np.ndarray) -> np.ndarray:
+    """SumKernel.cpp ``row_sum`` (4 interleaved streams) over axis 1 of ``v`` (``(rows, size, *lanes)``)."""
+    rows, size, rest = v.shape[0], v.shape[1], v.shape[2:]
+    quads = size // 4
+    streams = _multi_row_sum(v[:, : 4 * quads].reshape(rows, quads, 4, *rest))  # stream k: loads 4i + k
+    total = streams[:, 0].copy()
+    for i in range(4 * quads, size):                                           # leftover loads to stream 0
+        total += v[:, i]
+    for k in range(1, 4):
+        total += streams[:, k]
+    return total
+
+
+#: torch splits a reduction to a single value over more elements than this among its threads.
+GRAIN_SIZE = 32768
+
+
+def torch_sum(x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """torch's ``x.sum(dim=-1)`` of a C-contiguous ``x`` (``(rows, n)`` -> ``(rows,)``).
+
+    The cascade sum of SumKernel.cpp: with ``n`` below the lane count, the scalar
+    :func:`_row_sum`; else :func:`_row_sum` of the ``n // L`` vectors of ``L`` lanes, then
+    ``final = 0 + the scalar tail`` in order, ``+ lane[0] + ... + lane[L-1]``, and the
+    output ``0 + final``.
+
+    ``threads``: torch's ``get_num_threads()``. When the result is one value (one row)
+    of more than :data:`GRAIN_SIZE` elements, torch splits it into
+    ``min(threads, ceil(n / GRAIN_SIZE))`` chunks of ``ceil(n / chunks)`` elements and
+    adds the chunk sums in order; with several rows every row is summed whole.
+    """
+    rows, n = x.shape
+    if rows == 1 and threads > 1 and n > GRAIN_SIZE:
+        parts = min(threads, -(-n // GRAIN_SIZE))
+        size = -(-n // parts)
+        total = np.zeros(1, x.dtype)
+        for begin in range(0, n, size):
+            total += torch_sum(x[:, begin: begin + size])
+        return total
+    lanes = _lanes(x.dtype)
+    zero = x.dtype.type(0)
+    if n < lanes:
+        return _row_sum(x) + zero
+    vectors = n // lanes
+    lane_sums = _row_sum(x[:, : vectors * lanes].reshape(rows, vectors, lanes))
+    final = np.zeros(rows, x.dtype)
+    for k in range(vectors * lanes, n):                                        # the scalar tail first
+        final += x[:, k]
+    for k in range(lanes):                                                     # then the lanes, in order
+        final += lane_sums[:, k]
+    return final + zero
+
+
+# --------------------------------------------------------------------------------------
+# Validation (torch's messages; numpy_optim also refuses NaN, infinity and non-numbers)
+# --------------------------------------------------------------------------------------
+
+
+def _checked(name: str, value: Any, ok: Any, message: str) -> float:
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and not ok(float(value)):
+        raise ValueError(message.format(value))  # torch's range check and message first
+    return _real(name, value)
+
+
+def _check_lr(name: str, value: Any) -> float:
+    return _checked(name, value, lambda v: 0.0 <= v, "Learning rate should be >= 0 but is: {}")
+
+
+def _check_beta2_decay(name: str, value: Any) -> float:
+    return _checked(name, value, lambda v: 0.0 >= v, "beta2_decay should be <= 0 but is: {}")
+
+
+def _check_d(name: str, value: Any) -> float:
+    return _checked(name, value, lambda v: 1.0 <= v, "Clipping threshold d should be >= 1 but is: {}")
+
+
+def _check_weight_decay(name: str, value: Any) -> float:
+    return _checked(name, value, lambda v: 0.0 <= v, "weight_decay should be >= 0 but is: {}")
+
+
+def _check_eps(name: str, value: Any) -> tuple[float | None, float]:
+    """``(eps1, eps2)``: eps1 None (the dtype's machine epsilon) or >= 0, eps2 >= 0."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"Invalid eps: {value!r} (expected a pair (eps1 or None, eps2))")
+    eps1, eps2 = value
+    if eps1 is not None:
+        eps1 = _checked("eps[0] (epsilon1)", eps1, lambda v: 0.0 <= v, "epsilon1 should be >= 0 but is: {}")
+    eps2 = _checked("eps[1] (epsilon2)", eps2, lambda v: 0.0 <= v, "epsilon2 should be >= 0 but is: {}")
+    return eps1, eps2
+
+
+# --------------------------------------------------------------------------------------
+# The optimizer
+# --------------------------------------------------------------------------------------
+
+_FACTORED = frozenset({"row_var", "col_var"})
+_UNFACTORED = frozenset({"variance"})
+
+
+class Adafactor(Optimizer):
+    r"""Adafactor (torch's variant): factored second moments and relative step sizes.
+
+    Parameters
+    ----------
+    params : list of dict
+        ``[{"params": ndarray, "grad": ndarray}, ...]``; an entry may override any
+        hyperparameter below for itself. Each entry is one torch parameter group.
+    lr : float, default 0.01
+        Upper bound of the relative step size :math:`\rho_t = \min(lr, 1/\sqrt t)`.
+    beta2_decay : float, default -0.8
+        :math:`c \le 0`: the second moments' weight of the new gradient is :math:`t^c`.
+    eps : (float or None, float), default (None, 1e-3)
+        :math:`(\epsilon_1, \epsilon_2)`. :math:`\epsilon_1` floors the second-moment
+        estimate (squared) and the row mean; None takes the machine epsilon of the
+        entry's dtype. :math:`\epsilon_2` floors the parameter's RMS in the step size.
+    d : float, default 1.0
+        Clipping threshold (>= 1) on the RMS of the update.
+    weight_decay : float, default 0.0
+        Decoupled decay :math:`\lambda`: the parameter shrinks by :math:`1 - lr \lambda`.
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it (keyword only).
+
+    Notes
+    -----
+    In the order of the code, as torch's single-tensor path computes it (:math:`t` is
+    the step, the first is 1; :math:`n` the number of columns, :math:`m` of rows):
+
+    .. math::
+
+        g &\leftarrow -g \ \text{if maximize} \\
+        \beta_t &= t^{c}, \quad \rho_t = \min(lr, 1/\sqrt t), \quad
+            \alpha_t = \max(\epsilon_2, \|\theta\|_2 / \sqrt{N})\, \rho_t \\
+        \theta &\leftarrow (1 - lr\,\lambda)\, \theta \\
+        R &\leftarrow \mathrm{lerp}(R, \|g_{i,:}\|^2 / n, \beta_t), \quad
+        C \leftarrow \mathrm{lerp}(C, \|g_{:,j}\|^2 / m, \beta_t) \\
+        \hat V &= R\, C / \max(\mathrm{mean}_i R, \epsilon_1)
+            \quad \text{(2-d and more; 0-d and 1-d: } V \leftarrow \mathrm{lerp}(V, g^2, \beta_t),
+            \ \hat V = V) \\
+        u &= g / \sqrt{\max(\hat V, \epsilon_1^2)} \\
+        \theta &\leftarrow \theta - \frac{\alpha_t}{\max(1, \mathrm{RMS}(u) / d)}\, u
+
+    with :math:`\|\theta\|_2` taken before the decay. Arrays of 2 or more dimensions are
+    factored over their last two axes (the leading ones are batch axes): state
+    ``row_var`` of shape ``shape[:-1] + (1,)`` and ``col_var`` of shape
+    ``shape[:-2] + (1, shape[-1])``; 0-d and 1-d ones keep ``variance`` (their shape).
+    The scalar math is torch's, in Python floats (``**``, ``max``, ``min``: a NaN norm
+    is replaced by :math:`\epsilon_2`, as Python's ``max`` does); the reductions are
+    torch's (:func:`norm_rows`, :func:`norm_columns`, :func:`torch_sum`); ``lerp`` and
+    the final update are rounded once, as torch's FMA rounds them.
+
+    torch fixes :math:`\epsilon_1 = None` once per parameter group, from the dtype of its
+    first parameter with a gradient (a float64 parameter after a float32 one gets float32's
+    epsilon). An entry here is a group of one, so each entry takes its own dtype's.
+
+    Beside the step count, :math:`\mathrm{mean}_i R` over more than 32768 rows of a single
+    matrix is the one result of torch's that depends on its number of threads (it splits
+    the sum, see :func:`torch_sum`); numpy_optim sums it whole, as torch does with one
+    thread (``_sum_threads``).
+
+    References
+    ----------
+    Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost"
+    (2018). Mirrors ``torch.optim.Adafactor`` (whose default ``weight_decay`` is 0.0,
+    though its docstring says 1e-2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([3.0, -4.0]); g = np.array([1.0, 1.0])
+    >>> opt = Adafactor([{"params": x, "grad": g}])
+    >>> opt.step(); x                   # alpha = max(1e-3, 5 / sqrt(2)) * 0.01; u = g / |g|
+    array([ 2.96464466, -4.03535534])
+    """
+
+    _kernel = None
+    _validators = {
+        "lr": _check_lr,
+        "beta2_decay": _check_beta2_decay,
+        "eps": _check_eps,
+        "d": _check_d,
+        "weight_decay": _check_weight_decay,
+        "maximize": check_bool,
+    }
+    #: torch's ``get_num_threads()`` assumed by the row mean (see :func:`torch_sum`).
+    _sum_threads = 1
+
+    def __init__(
+        self,
+        params: list[dict[str, Any]],
+        lr: float = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    # ----- buffers: which ones depends on the parameter's number of dimensions -----------
+
+    @staticmethod
+    def _entry_buffer_names(param: Any) -> frozenset[str]:
+        """``row_var`` and ``col_var`` for a parameter of 2 or more dimensions, else ``variance``."""
+        return _FACTORED if len(param.shape) >= 2 else _UNFACTORED
+
+    def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
+        return set(_FACTORED | _UNFACTORED)  # every name an entry may hold; which ones: below
+
+    def _entry_state_names(self, hyper: dict[str, Any], param: Any) -> set[str]:
+        return set(self._entry_buffer_names(param))  # depends on the parameter's dimensions
+
+    @classmethod
+    def _buffer_layout(cls, name: str, param: Any) -> tuple[tuple[int, ...], np.dtype]:
+        shape = tuple(param.shape)
+        if name not in cls._entry_buffer_names(param):
+            raise ValueError(
+                f"Adafactor keeps {sorted(cls._entry_buffer_names(param))} for a parameter of shape {shape}, "
+                f"not {name!r}"
+            )
+        if name == "row_var":
+            return shape[:-1] + (1,), param.dtype
+        if name == "col_var":
+            return shape[:-2] + (1, shape[-1]), param.dtype
+        return shape, param.dtype
+
+    # ----- the step ----------------------------------------------------------------------
+
+    def _prepare(self, compiled: Any) -> Any:
+        work = super()._prepare(compiled)
+        for index, entry in enumerate(self.param_groups):
+            if entry["params"].size == 0:  # torch: ZeroDivisionError mid-step; here before any write
+                raise ZeroDivisionError(
+                    f"params[{index}]['params'] is empty (shape {entry['params'].shape}): Adafactor divides by "
+                    "its number of elements (torch: float division by zero)"
+                )
+        return work
+
+    def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
+        """One torch single-tensor Adafactor step of entry ``index`` (state created at its first)."""
+        dtype = param.dtype
+        dt = dtype.type
+        buffers = self.state.setdefault(index, {})
+        for name in sorted(self._entry_buffer_names(param)):
+            if name not in buffers:
+                buffers[name] = np.zeros(*self._buffer_layout(name, param))
+        lr, weight_decay, d = hyper["lr"], hyper["weight_decay"], hyper["d"]
+        eps1, eps2 = hyper["eps"]
+        if eps1 is None:
+            eps1 = float(np.finfo(dtype).eps)  # torch: per group, from its first parameter
+        g = np.negative(grad) if hyper["maximize"] else grad
+
+        # Python floats, as torch: step_t.item() is the float32 step count (exact integers).
+        s = float(step)
+        one_minus_beta2_t = s ** hyper["beta2_decay"]
+        rho_t = min(lr, 1 / (s**0.5))
+        alpha = max(eps2, norm_all(param) / (param.size**0.5)) * rho_t  # the norm before the decay
+
+        if weight_decay != 0:
+            np.multiply(param, dt(1 - lr * weight_decay), out=param)  # torch: param.mul_(1 - lr * wd)
+
+        if g.ndim > 1:
+            row_var, col_var = buffers["row_var"], buffers["col_var"]
+            n_rows, n_cols = g.shape[-2], g.shape[-1]
+            r = norm_rows(g)[..., None]                              # torch.norm(grad, dim=-1, keepdim=True)
+            row_mean = np.divide(r * r, dt(n_cols))                   # .square_().div_(grad.size(-1))
+            lerp_(row_var, row_mean, one_minus_beta2_t)               # row_var.lerp_(row_mean, beta2_t)
+            c = norm_columns(g)[..., None, :]                         # torch.norm(grad, dim=-2, keepdim=True)
+            col_mean = np.divide(c * c, dt(n_rows))                   # .square_().div_(grad.size(-2))
+            lerp_(col_var, col_mean, one_minus_beta2_t)               # col_var.lerp_(col_mean, beta2_t)
+            var_estimate = np.multiply(row_var, col_var)              # row_var @ col_var: exact products
+            rows = np.ascontiguousarray(row_var).reshape(-1, n_rows)
+            row_sum = torch_sum(rows, self._sum_threads if rows.shape[0] == 1 else 1)
+            row_var_mean = np.divide(row_sum, dt(n_rows)).reshape(row_var.shape[:-2] + (1, 1))  # .mean(dim=-2)
+            np.divide(var_estimate, np.maximum(row_var_mean, dt(eps1)), out=var_estimate)  # .div_(....clamp_(eps1))
+        else:
+            variance = buffers["variance"]
+            lerp_(variance, np.multiply(g, g), one_minus_beta2_t)     # variance.lerp_(grad * grad, beta2_t)
+            var_estimate = variance.copy()                            # variance.clone()
+
+        update = np.empty_like(param)
+        np.maximum(var_estimate, dt(eps1 * eps1), out=update)         # clamp_(min=eps1 * eps1)
+        np.sqrt(update, out=update)                                   # rsqrt_(): 1 / IEEE sqrt, two roundings
+        with np.errstate(divide="ignore"):                            # rsqrt(0) = inf, as torch
+            np.divide(dt(1), update, out=update)
+        np.multiply(update, g, out=update)                            # update.mul_(grad)
+        denom = max(1.0, norm_all(update) / ((update.size**0.5) * d))
+        param[...] = fma_exact(update, -alpha / denom, param)        # param.add_(update, alpha=-alpha / denom)
