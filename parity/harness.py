@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import numpy_optim
 
 from . import tolerance
 from .registry import OPTIMIZERS, SCHEDULERS, torch_learning_rates
-from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs
+from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs, shapes
 from .trajectories import build_case, perturbed, run_numpy, run_torch
 
 ALL_BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -112,6 +113,47 @@ def _supports_fused(torch_class: type) -> bool:
     return True
 
 
+def takes_closure(torch_class: type, name: str | None = None) -> bool:
+    """Whether the pair's ``step`` takes a closure: the registry's ``closure`` flag for a
+    registry pair, else whether torch's ``step`` requires one (``LBFGS.step(closure)``)."""
+    pair = OPTIMIZERS.get(name) if name is not None else None
+    if pair is not None and pair.theirs is torch_class:
+        return pair.closure
+    parameter = inspect.signature(torch_class.step).parameters.get("closure")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+#: Run lengths of closure cases: one step is up to ``max_iter`` iterations (and more
+#: closure calls), so they are shorter than ``strategies.step_counts``.
+closure_step_counts = st.one_of(st.integers(1, 4), st.integers(5, 12), st.integers(13, 30))
+
+
+@st.composite
+def closure_case_specs(
+    draw: st.DrawFn, pair: str, hyperparameters: st.SearchStrategy[dict[str, Any]],
+    dtypes: tuple[str, ...] = DTYPES, max_steps: int = 300,
+) -> CaseSpec:
+    """A case for a closure optimizer: closed loop only, no per-entry overrides (LBFGS
+    has one parameter group), no schedules; the rest drawn as :func:`case_specs` draws it."""
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
+    hyper = draw(hyperparameters, label="hyperparameters")
+    entry_shapes = draw(shapes, label="shapes")
+    steps = min(draw(closure_step_counts, label="steps"), max_steps)
+    return CaseSpec(
+        pair=pair,
+        dtype=dtype,
+        hyperparameters=hyper,
+        overrides=[{} for _ in entry_shapes],
+        shapes=[tuple(s) for s in entry_shapes],
+        gradient_kinds=["normal" for _ in entry_shapes],  # unused: the closure computes the gradients
+        steps=steps,
+        seed=draw(st.integers(0, 2**32 - 1), label="seed"),
+        closed_loop=True,
+        schedule=None,
+        init_scale=draw(st.sampled_from([1.0, 1e-3, 1e3]), label="init scale"),
+    )
+
+
 def run_case(
     spec: CaseSpec,
     factory: Callable[..., Any],
@@ -122,18 +164,26 @@ def run_case(
     fused: bool = True,
     torch_has_step: bool = True,
     stats: Stats | None = None,
+    closure: bool | None = None,
 ) -> dict[str, list[tolerance.Comparison]]:
-    """Run one case on every side, compare every array after every step; raise ParityError."""
+    """Run one case on every side, compare every array after every step; raise ParityError.
+
+    ``closure``: each recorded step is one ``step(closure)`` (LBFGS); by default
+    :func:`takes_closure`.
+    """
+    if closure is None:
+        closure = takes_closure(torch_class, name)
     case = build_case(spec)
-    ours = run_numpy(case, factory, spec.dtype, buffers)
-    sides = {"default": run_torch(case, torch_class, spec.dtype, buffers, has_step=torch_has_step)}
+    ours = run_numpy(case, factory, spec.dtype, buffers, closure=closure)
+    sides = {"default": run_torch(case, torch_class, spec.dtype, buffers, has_step=torch_has_step, closure=closure)}
     if fused:
-        sides["fused"] = run_torch(case, torch_class, spec.dtype, buffers, fused=True, has_step=torch_has_step)
+        sides["fused"] = run_torch(case, torch_class, spec.dtype, buffers, fused=True, has_step=torch_has_step,
+                                   closure=closure)
     probe = run_torch(perturbed(case, spec.dtype), torch_class, spec.dtype, buffers, has_step=torch_has_step,
-                      nudged=True)
+                      nudged=True, closure=closure)
     reference = None
     if spec.dtype == "float32":
-        reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step)
+        reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step, closure=closure)
     results: dict[str, list[tolerance.Comparison]] = {}
     reproduce = _reproduce(spec, factory, torch_class, name)
     for side, theirs in sides.items():
@@ -187,6 +237,7 @@ def check(
     closed_loop: bool = True,
     schedules: bool | None = None,
     stats: Stats | None = None,
+    closure: bool | None = None,
 ) -> Stats:
     """Property-test an optimizer written to the numpy_optim interface against torch.
 
@@ -208,6 +259,10 @@ def check(
         Draw learning-rate schedules that change lr mid-run. They are applied with
         numpy_optim's schedulers, so by default only when ``optimizer_factory`` is a
         numpy_optim ``Optimizer`` subclass.
+    closure : bool, optional
+        The optimizer's ``step`` takes a closure (LBFGS): every case is closed loop, one
+        ``step(closure)`` per recorded step, without overrides or schedules. By default
+        :func:`takes_closure`.
 
     Returns
     -------
@@ -231,14 +286,18 @@ def check(
         schedules = isinstance(optimizer_factory, type) and issubclass(optimizer_factory, numpy_optim.Optimizer)
     if torch_has_step is None:
         torch_has_step = torch_optimizer_class not in (torch.optim.SGD, torch.optim.LBFGS)
+    if closure is None:
+        closure = takes_closure(torch_optimizer_class, name)
     stats = stats if stats is not None else Stats()
     chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
+    cases = (closure_case_specs(name, hyperparameters, dtypes, max_steps) if closure
+             else case_specs(name, hyperparameters, dtypes, max_steps, closed_loop, schedules))
 
     @chosen
-    @given(spec=case_specs(name, hyperparameters, dtypes, max_steps, closed_loop, schedules))
+    @given(spec=cases)
     def property_(spec: CaseSpec) -> None:
         run_case(spec, optimizer_factory, torch_optimizer_class, name=name, buffers=buffers, fused=fused,
-                 torch_has_step=torch_has_step, stats=stats)
+                 torch_has_step=torch_has_step, stats=stats, closure=closure)
 
     property_()
     return stats
@@ -248,7 +307,7 @@ def check_pair(pair: str, *, stats: Stats | None = None, **kwargs: Any) -> Stats
     """:func:`check` on a registry pair (``parity.registry.OPTIMIZERS``)."""
     p = OPTIMIZERS[pair]
     return check(p.ours, p.theirs, name=p.name, buffers=p.buffers, fused=p.fused,
-                 torch_has_step=p.torch_has_step, stats=stats, **kwargs)
+                 torch_has_step=p.torch_has_step, closure=p.closure, stats=stats, **kwargs)
 
 
 def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int | None = None) -> Stats:

@@ -5,6 +5,10 @@
 * Closed loop: each side computes its gradients from its own parameters on a test
   problem (a separable quadratic ``f(x) = sum(c * (x - target)**2) / 2`` per entry, with
   curvatures ``c`` in [0.1, 1]), so differences feed back as they would in training.
+* Closure optimizers (LBFGS): always closed loop; each recorded step is one
+  ``step(closure)``, and the closure, the same NumPy code on both sides
+  (:func:`closed_loop_loss`, :func:`closed_loop_gradient`), computes the loss and the
+  gradients from that side's own parameters as often as the optimizer calls it.
 
 A :class:`Trajectory` maps names such as ``"params[0]"``, ``"exp_avg[2]"`` and
 ``"step[1]"`` to an array stacked over steps (row ``t`` is the value after step ``t + 1``).
@@ -12,6 +16,7 @@ A :class:`Trajectory` maps names such as ``"params[0]"``, ``"exp_avg[2]"`` and
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +83,16 @@ def closed_loop_gradient(case: Case, index: int, x: np.ndarray) -> np.ndarray:
     return sign * c * (x - case.target[index].astype(x.dtype))
 
 
+def closed_loop_loss(case: Case, xs: list[np.ndarray]) -> float:
+    """The quadratic's value ``sum over entries of sum(c * (x - target)**2) / 2``, each
+    entry's sum computed in its ``x``'s dtype, added up in Python floats."""
+    total = 0.0
+    for index, x in enumerate(xs):
+        r = x - case.target[index].astype(x.dtype)
+        total += float(np.sum(case.curvature[index].astype(x.dtype) * r * r)) / 2
+    return total
+
+
 def make_scheduler(spec: CaseSpec) -> numpy_optim.LRScheduler | None:
     if spec.schedule is None:
         return None
@@ -87,8 +102,12 @@ def make_scheduler(spec: CaseSpec) -> numpy_optim.LRScheduler | None:
 OptimizerFactory = Callable[..., Any]
 
 
-def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[str, ...]) -> Trajectory:
-    """Run the numpy_optim side (``factory(entries, **hyperparameters)``) in ``dtype``."""
+def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[str, ...], *,
+              closure: bool = False) -> Trajectory:
+    """Run the numpy_optim side (``factory(entries, **hyperparameters)``) in ``dtype``;
+    ``closure``: an optimizer whose ``step`` takes a closure (:func:`run_numpy_closure`)."""
+    if closure:
+        return run_numpy_closure(case, factory, dtype, buffers)
     spec = case.spec
     params = [x.astype(dtype) for x in case.x0]
     entries = [{"params": p, "grad": np.zeros_like(p), **o} for p, o in zip(params, spec.overrides)]
@@ -116,12 +135,15 @@ def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[
 
 def run_torch(
     case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, fused: bool = False,
-    has_step: bool = True, nudged: bool = False,
+    has_step: bool = True, nudged: bool = False, closure: bool = False,
 ) -> Trajectory:
     """Run the torch side in ``dtype``: default CPU path, or ``fused=True``.
 
     ``nudged`` moves every gradient by one ulp before torch sees it (the probe run).
+    ``closure``: a torch optimizer whose ``step`` takes a closure (:func:`run_torch_closure`).
     """
+    if closure:
+        return run_torch_closure(case, torch_class, dtype, buffers, has_step=has_step, nudged=nudged)
     spec = case.spec
     tdtype = getattr(torch, dtype)
     params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
@@ -154,6 +176,112 @@ def run_torch(
             if has_step:
                 record.setdefault(f"step[{i}]", []).append(np.array(float(state["step"])))
     return {name: np.stack(values) for name, values in record.items()}
+
+
+# ----- closure optimizers ------------------------------------------------------------------
+
+
+def _check_closure_case(case: Case) -> None:
+    spec = case.spec
+    if not spec.closed_loop or spec.schedule is not None or any(spec.overrides):
+        raise ValueError(
+            f"a closure optimizer runs closed loop only, without schedules or per-entry overrides; got "
+            f"closed_loop={spec.closed_loop}, schedule={spec.schedule}, overrides={spec.overrides}"
+        )
+
+
+def _recorded(name: str, value: Any) -> np.ndarray:
+    """One recorded value as an array: a tensor or array copied, a NumPy or Python number
+    as a 0-d array (float64 for Python numbers, its own dtype for a NumPy scalar)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy().copy()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.array(value, copy=True)
+    if isinstance(value, numbers.Real):
+        return np.array(float(value))
+    raise TypeError(f"state {name!r} is a {type(value).__name__}; only arrays and numbers are recorded per step")
+
+
+def _stack(rows: list[dict[str, np.ndarray]]) -> Trajectory:
+    """Stack per-step records; a name missing at some step (the state a step had not yet
+    made) is recorded there as NaN of its shape, so both sides' rows stay aligned."""
+    trajectory = {}
+    for name in {name for row in rows for name in row}:
+        like = next(row[name] for row in rows if name in row)
+        missing = np.full(like.shape, np.nan)
+        trajectory[name] = np.stack([row.get(name, missing) for row in rows])
+    return trajectory
+
+
+def _record_state(row: dict[str, np.ndarray], state: Any, index: int, buffers: tuple[str, ...]) -> None:
+    for name in buffers:
+        if name in state and state[name] is not None:
+            row[f"{name}[{index}]"] = _recorded(name, state[name])
+
+
+def run_numpy_closure(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[str, ...]) -> Trajectory:
+    """The numpy_optim side of a closure optimizer: ``spec.steps`` calls of ``step(closure)``."""
+    _check_closure_case(case)
+    spec = case.spec
+    params = [x.astype(dtype) for x in case.x0]
+    entries = [{"params": p, "grad": np.zeros_like(p)} for p in params]
+    optimizer = factory(entries, **spec.hyperparameters)
+
+    def closure() -> float:
+        for i, entry in enumerate(entries):
+            entry["grad"][...] = closed_loop_gradient(case, i, entry["params"])
+        return closed_loop_loss(case, params)
+
+    rows = []
+    for _ in range(spec.steps):
+        with np.errstate(all="ignore"):  # a diverging case overflows silently, as torch does
+            optimizer.step(closure)
+        row = {f"params[{i}]": p.copy() for i, p in enumerate(params)}
+        state = getattr(optimizer, "state", {})
+        for i in range(len(params)):
+            _record_state(row, state.get(i, {}), i, buffers)
+            if "step" in state:
+                row[f"step[{i}]"] = np.array(float(state["step"]))
+        rows.append(row)
+    return _stack(rows)
+
+
+def run_torch_closure(
+    case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, has_step: bool = False,
+    nudged: bool = False,
+) -> Trajectory:
+    """The torch side of a closure optimizer: every parameter in one group (LBFGS allows
+    no other), ``spec.steps`` calls of ``step(closure)``. ``nudged``: the probe run, every
+    gradient the closure makes moved by one ulp (the pattern changing with each call)."""
+    _check_closure_case(case)
+    spec = case.spec
+    tdtype = getattr(torch, dtype)
+    params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
+    optimizer = torch_class(params, **spec.hyperparameters)
+    calls = 0
+
+    def closure() -> float:
+        nonlocal calls
+        calls += 1
+        xs = [p.detach().numpy() for p in params]
+        for i, (p, x) in enumerate(zip(params, xs)):
+            g = closed_loop_gradient(case, i, x)
+            g = nudge(g, dtype, calls + i) if nudged else g
+            p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
+        return closed_loop_loss(case, xs)
+
+    rows = []
+    for _ in range(spec.steps):
+        with np.errstate(all="ignore"):
+            optimizer.step(closure)
+        row = {f"params[{i}]": p.detach().numpy().copy() for i, p in enumerate(params)}
+        for i, p in enumerate(params):
+            state = optimizer.state.get(p, {})
+            _record_state(row, state, i, buffers)
+            if has_step:
+                row[f"step[{i}]"] = np.array(float(state["step"]))
+        rows.append(row)
+    return _stack(rows)
 
 
 def nudge(values: np.ndarray, dtype: str, step: int) -> np.ndarray:
