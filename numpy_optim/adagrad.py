@@ -1,0 +1,213 @@
+"""Adagrad: per-element learning rates from the running sum of squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._backend import view
+from ._fma import fma, scalar_fma, scalar_fma_exact
+from .optimizer import Optimizer, check_bool, check_nonnegative
+
+
+class AdagradStep(NamedTuple):
+    """The scalars of one Adagrad step: flags (bools) first, then the constants (floats)."""
+
+    maximize: bool
+    decay: bool  # weight_decay != 0
+    weight_decay: float
+    eps: float
+    neg_clr: float  # -lr / (1 + (step - 1) * lr_decay)
+
+
+def adagrad_step(
+    *, step: int, lr: float, lr_decay: float, weight_decay: float, eps: float, maximize: bool,
+) -> AdagradStep:
+    """The scalars of step ``step`` (the first is 1), in Python floats as torch computes them."""
+    clr = lr / (1 + (step - 1) * lr_decay)  # torch: the first step uses lr itself
+    return AdagradStep(
+        maximize=maximize, decay=weight_decay != 0, weight_decay=weight_decay, eps=eps, neg_clr=-clr,
+    )
+
+
+def adagrad_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdagradStep) -> None:
+    r"""One Adagrad step, in place: the NumPy kernel (the reference).
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        ``[param, grad, sum]``, one shape and dtype; ``param`` and ``sum`` are updated in
+        place.
+    scratch : list of ndarray
+        Two work arrays ``t``, ``u`` of that shape and dtype (contents on entry ignored),
+        and for float32 a float64 one more (the work row of :func:`numpy_optim._fma.fma`).
+        Whole arrays or blocks of them: the optimizer passes blocks (numpy_optim/_blocks.py).
+    k : AdagradStep
+        The step's flags and scalars (:func:`adagrad_step`).
+
+    Notes
+    -----
+    In the order of the code, as torch's single-tensor path computes it (:math:`t` is
+    the step, the first is 1):
+
+    .. math::
+
+        g &\leftarrow -g \ \text{if maximize} \\
+        g &\leftarrow g + \lambda \theta \ \text{if } \lambda \ne 0 \\
+        \eta_t &= \alpha / (1 + (t - 1) \delta) \quad \text{(Python floats)} \\
+        s_t &\leftarrow s_{t-1} + g \cdot g \\
+        d &\leftarrow \sqrt{s_t} + \epsilon \\
+        \theta &\leftarrow \theta + (-\eta_t\, g) / d
+
+    The ``addcmul`` of :math:`s_t` is one rounding in float32 (torch's FMA); in float64
+    it is rounded twice (a sum of non-negative terms, no cancellation to amplify). The
+    L2 term, which can nearly cancel and is then divided by :math:`\sqrt{s_t}`, is
+    rounded once in both (``exact=True``). The last line is torch's ``addcdiv``: three
+    roundings (product, quotient, sum), not fused.
+    """
+    param, grad, state_sum = arrays[:3]
+    t, u = scratch[:2]
+    w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    if k.maximize:
+        grad = np.negative(grad, u)
+    if k.decay:
+        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+    fma(grad, grad, state_sum, state_sum, work=w)  # torch: state_sum.addcmul_(grad, grad, value=1)
+    np.sqrt(state_sum, t)  # torch: std = state_sum.sqrt().add_(eps) (eps outside the sqrt)
+    np.add(t, k.eps, t)
+    np.multiply(k.neg_clr, grad, u)  # torch: param.addcdiv_(grad, std, value=-clr), three roundings
+    np.divide(u, t, u)
+    np.add(param, u, param)
+
+
+def adagrad_compiled(maximize: bool, decay: bool) -> Callable[..., None]:
+    """The compiled kernel: :func:`adagrad_update_`'s lines as one loop over the elements.
+
+    ``numpy_optim._compiled`` compiles it with numba, once per combination of
+    :class:`AdagradStep`'s flags. ``table`` has a row per parameter (or part of one): its
+    length, then the addresses of ``param``, ``grad`` and ``sum``; ``constants`` holds
+    :class:`AdagradStep`'s float fields in the arrays' dtype.
+    """
+
+    def kernel(table: Any, constants: Any) -> None:
+        weight_decay, eps, neg_clr = constants[0], constants[1], constants[2]
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            state_sum = view(table[row, 3], n, constants)
+            for i in range(n):
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decay:
+                    g = scalar_fma_exact(p, weight_decay, g)  # fma(param, weight_decay, grad, exact=True)
+                s = scalar_fma(g, g, state_sum[i])  # fma(grad, grad, state_sum)
+                state_sum[i] = s
+                std = np.sqrt(s) + eps  # np.sqrt(state_sum); np.add(t, eps)
+                param[i] = p + (neg_clr * g) / std  # np.multiply(-clr, grad); np.divide; np.add
+
+    return kernel
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: each element's step shrinks with its accumulated squared gradients.
+
+    Parameters
+    ----------
+    params : list of dict
+        ``[{"params": ndarray, "grad": ndarray}, ...]``; an entry may override any
+        hyperparameter below for itself.
+    lr : float, default 0.01
+        Learning rate :math:`\alpha`.
+    lr_decay : float, default 0.0
+        :math:`\delta`: step :math:`t` uses :math:`\alpha / (1 + (t - 1)\delta)`.
+    weight_decay : float, default 0.0
+        L2 penalty :math:`\lambda` added to the gradient.
+    initial_accumulator_value : float, default 0.0
+        The value the sum of squares :math:`s` starts at (the optimizer's value only:
+        an entry's own is accepted and ignored, as torch ignores a group's; see Notes).
+    eps : float, default 1e-10
+        :math:`\epsilon`, added to :math:`\sqrt{s_t}` (outside the square root).
+    maximize : bool, default False
+        Maximize the objective instead of minimizing it.
+
+    Notes
+    -----
+    .. math::
+
+        g_t &= \nabla f(\theta_{t-1}) + \lambda \theta_{t-1} \\
+        s_t &= s_{t-1} + g_t^2 \quad (s_0 = \text{initial\_accumulator\_value}) \\
+        \theta_t &= \theta_{t-1} - \frac{\alpha}{1 + (t - 1)\delta} \, \frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    The kernels are :func:`adagrad_update_` (NumPy) and :func:`adagrad_compiled` (numba).
+    State: ``state[i]["sum"]`` per entry and the optimizer-level ``state["step"]``.
+
+    ``sum`` starts at the optimizer's ``initial_accumulator_value``, for every entry: an
+    entry may carry its own ``initial_accumulator_value`` but, as in torch, it has no
+    effect (torch fills every ``sum`` from its constructor's argument, and a group added
+    later from ``defaults``, never from the group's value). torch creates ``sum`` in its
+    constructor; numpy_optim creates it at the entry's first step, from the optimizer's
+    value as it is then (``defaults["initial_accumulator_value"]``). It is read only then:
+    changing it later changes nothing, as in torch. (Until the first step ``state`` has
+    no ``sum``, where torch's has one.)
+
+    References
+    ----------
+    Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and
+    Stochastic Optimization" (JMLR 2011). Mirrors ``torch.optim.Adagrad``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([3.0]); g = np.array([6.0])
+    >>> opt = Adagrad([{"params": x, "grad": g}], lr=0.1)
+    >>> opt.step(); x.round(9)                          # 3 - 0.1 * 6 / (sqrt(36) + 1e-10)
+    array([2.9])
+    """
+
+    _kernel = staticmethod(adagrad_update_)
+    _kernel_factory = staticmethod(adagrad_compiled)
+    _n_scratch = 2
+    _buffer_order = ("sum",)
+    _validators = {
+        "lr": check_nonnegative,
+        "lr_decay": check_nonnegative,
+        "weight_decay": check_nonnegative,
+        "initial_accumulator_value": check_nonnegative,
+        "eps": check_nonnegative,
+        "maximize": check_bool,
+    }
+
+    def __init__(
+        self,
+        params: list[dict[str, Any]],
+        lr: float = 0.01,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
+        return {"sum"}
+
+    def _buffer_fill(self, name: str, hyper: dict[str, Any]) -> float:
+        # torch: state["sum"] = full_like(p, initial_accumulator_value), the constructor's
+        # argument, for every group (a group's own value is ignored).
+        return self.defaults["initial_accumulator_value"] if name == "sum" else 0.0
+
+    def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> AdagradStep:
+        return adagrad_step(
+            step=step, lr=hyper["lr"], lr_decay=hyper["lr_decay"], weight_decay=hyper["weight_decay"],
+            eps=hyper["eps"], maximize=hyper["maximize"],
+        )
