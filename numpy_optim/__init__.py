@@ -2,8 +2,18 @@
 
 from . import mlp, problems, verification
 from ._backend import backend, use_backend
+from .adadelta import Adadelta
+from .adafactor import Adafactor
+from .adagrad import Adagrad
 from .adam import Adam, AdamW, adam_update_
+from .adamax import Adamax
+from .asgd import ASGD
+from .lbfgs import LBFGS
+from .nadam import NAdam
 from .optimizer import Optimizer
+from .radam import RAdam
+from .rmsprop import RMSprop
+from .rprop import Rprop
 from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
 from .sgd import SGD, sgd_update_
 
@@ -11,6 +21,16 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adamax",
+    "ASGD",
+    "LBFGS",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
     "Optimizer",
     "LRScheduler",
     "StepDecayScheduler",

@@ -119,7 +119,7 @@ def takes_closure(torch_class: type, name: str | None = None) -> bool:
     pair = OPTIMIZERS.get(name) if name is not None else None
     if pair is not None and pair.theirs is torch_class:
         return pair.closure
-    parameter = inspect.signature(torch_class.step).parameters.get("closure")
+    parameter = inspect.signature(torch_class.step).parameters.get("closure")  # type: ignore[attr-defined]
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
@@ -179,8 +179,13 @@ def run_case(
     if fused:
         sides["fused"] = run_torch(case, torch_class, spec.dtype, buffers, fused=True, has_step=torch_has_step,
                                    closure=closure)
-    probe = run_torch(perturbed(case, spec.dtype), torch_class, spec.dtype, buffers, has_step=torch_has_step,
-                      nudged=True, closure=closure)
+    # torch's own spread: one-ulp probes; a pair without a fused path gets a second probe
+    # (every nudge the other way round) in its place, so every pair has as many samples.
+    probes = [
+        run_torch(perturbed(case, spec.dtype, probe), torch_class, spec.dtype, buffers, has_step=torch_has_step,
+                  nudged=probe, closure=closure)
+        for probe in ((1,) if fused else (1, 2))
+    ]
     reference = None
     if spec.dtype == "float32":
         reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step, closure=closure)
@@ -191,11 +196,10 @@ def run_case(
         comparisons = []
         for key in sorted(theirs):
             initial = _initial_scale(case, key)
-            spread = tolerance.divergence(sides["default"][key], probe[key])
-            if fused:
-                spread = np.maximum(spread, tolerance.divergence(sides["default"][key], sides["fused"][key]))
+            samples = [probe[key] for probe in probes] + ([sides["fused"][key]] if fused else [])
+            spread = tolerance.spread(sides["default"][key], samples)
             if reference is not None:
-                others = tuple(run[key] for s, run in sides.items() if s != side) + (probe[key],)
+                others = tuple(run[key] for s, run in sides.items() if s != side) + tuple(p[key] for p in probes)
                 comparisons.append(
                     tolerance.compare_float32(key, ours[key], theirs[key], reference[key], spread, initial, others)
                 )

@@ -124,6 +124,61 @@ OPTIMIZERS: dict[str, OptimizerPair] = {
         torch_has_step=True,
         fused=True,
     ),
+    "Adagrad": OptimizerPair(
+        name="Adagrad", ours=numpy_optim.Adagrad, theirs=torch.optim.Adagrad,
+        hyperparameters=("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"),
+        buffers=("sum",), torch_has_step=True, fused=True,
+    ),
+    "Adadelta": OptimizerPair(
+        name="Adadelta", ours=numpy_optim.Adadelta, theirs=torch.optim.Adadelta,
+        hyperparameters=("lr", "rho", "eps", "weight_decay", "maximize"),
+        buffers=("square_avg", "acc_delta"), torch_has_step=True, fused=False,
+    ),
+    "Adamax": OptimizerPair(
+        name="Adamax", ours=numpy_optim.Adamax, theirs=torch.optim.Adamax,
+        hyperparameters=("lr", "betas", "eps", "weight_decay", "maximize"),
+        buffers=("exp_avg", "exp_inf"), torch_has_step=True, fused=False,
+    ),
+    "ASGD": OptimizerPair(
+        name="ASGD", ours=numpy_optim.ASGD, theirs=torch.optim.ASGD,
+        hyperparameters=("lr", "lambd", "alpha", "t0", "weight_decay", "maximize"),
+        buffers=("eta", "mu", "ax"), torch_has_step=True, fused=False,
+    ),
+    "NAdam": OptimizerPair(
+        name="NAdam", ours=numpy_optim.NAdam, theirs=torch.optim.NAdam,
+        hyperparameters=("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+                         "maximize"),
+        buffers=("exp_avg", "exp_avg_sq", "mu_product"), torch_has_step=True, fused=False,
+    ),
+    "RAdam": OptimizerPair(
+        name="RAdam", ours=numpy_optim.RAdam, theirs=torch.optim.RAdam,
+        hyperparameters=("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize"),
+        buffers=("exp_avg", "exp_avg_sq"), torch_has_step=True, fused=False,
+    ),
+    "RMSprop": OptimizerPair(
+        name="RMSprop", ours=numpy_optim.RMSprop, theirs=torch.optim.RMSprop,
+        hyperparameters=("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+        buffers=("square_avg", "momentum_buffer", "grad_avg"), torch_has_step=True, fused=False,
+    ),
+    "Rprop": OptimizerPair(
+        name="Rprop", ours=numpy_optim.Rprop, theirs=torch.optim.Rprop,
+        hyperparameters=("lr", "etas", "step_sizes", "maximize"),
+        buffers=("prev", "step_size"), torch_has_step=True, fused=False,
+    ),
+    "Adafactor": OptimizerPair(
+        name="Adafactor", ours=numpy_optim.Adafactor, theirs=torch.optim.Adafactor,
+        hyperparameters=("lr", "beta2_decay", "eps", "d", "weight_decay", "maximize"),
+        buffers=("row_var", "col_var", "variance"), torch_has_step=True, fused=False,
+    ),
+    "LBFGS": OptimizerPair(
+        name="LBFGS", ours=numpy_optim.LBFGS, theirs=torch.optim.LBFGS,
+        hyperparameters=("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size",
+                         "line_search_fn"),
+        # LBFGS keeps its history in the first entry's state; compared per step: the step
+        # size t and the iteration and evaluation counts (the history itself is compared
+        # through the parameters it moves)
+        buffers=("t", "n_iter", "func_evals"), torch_has_step=False, fused=False, closure=True,
+    ),
 }
 
 SCHEDULERS: dict[str, SchedulerPair] = {

@@ -42,7 +42,15 @@ array are counted as *not judged* (the report shows how many) rather than compar
 torch's own answer there depends on the last bit of its inputs, so there is no single
 answer left to match. Before that point every step is judged with the bounds above.
 
-Non-finite values must agree exactly: the same positions, the same infinities.
+Non-finite values must agree exactly: the same positions, the same infinities, on every
+judged step. Where torch's own runs (default, fused, probes) differ in which values are
+finite, torch disagrees with itself as much as it can: that counts as an infinite spread,
+so from that step on the array is not judged (centered RMSprop with ``alpha = 0`` takes a
+square root of ``v - m**2``, pure rounding error, that is NaN or not by its last bit).
+
+torch's spread is sampled by its fused run and one probe where torch has a fused CPU
+path, and by two probes (the second nudging every value the other way round) where it
+has none, so that every pair has two samples of it.
 
 No bound here is ever widened to make a failing case pass: a failure is a difference to
 explain and fix.
@@ -104,6 +112,21 @@ def divergence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return diff.max(axis=1) if diff.shape[1] else np.zeros(len(a))
 
 
+def spread(default: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """torch's own per-step spread: the largest :func:`divergence` of its default run from
+    its other runs (fused, probes), and infinite from the first step at which they differ
+    in which values are finite (one run overflows or turns NaN where another does not:
+    torch then disagrees with itself about that step, as much as it can)."""
+    result = np.zeros(len(default))
+    for other in others:
+        result = np.maximum(result, divergence(default, other))
+        finite = np.isfinite(default) != np.isfinite(other)
+        finite |= ~np.isfinite(default) & ~np.isnan(default) & (default != other)  # different infinities
+        differs = finite.reshape(len(default), -1).any(axis=1)
+        result[differs] = np.inf
+    return result
+
+
 def _scale(values: np.ndarray, initial: float) -> np.ndarray:
     per_step = np.abs(_finite(values)).reshape(len(values), -1).max(axis=1, initial=0.0)
     return _running_max(np.maximum(per_step, initial))
@@ -121,7 +144,9 @@ def _nonfinite_violation(name: str, ours: np.ndarray, theirs: np.ndarray) -> Vio
 
 def _judge(name: str, ours: np.ndarray, theirs: np.ndarray, reference: np.ndarray | None,
            error: np.ndarray, bound: np.ndarray, judged: np.ndarray) -> Comparison:
-    violation = _nonfinite_violation(name, ours, theirs)
+    violation = _nonfinite_violation(name, ours[judged], theirs[judged])
+    if violation is not None:  # its step counted among the judged steps: the real step number
+        violation.step = int(np.nonzero(judged)[0][violation.step - 1]) + 1
     over = np.nonzero(judged & (error > bound))[0]
     if violation is None and len(over):
         t = int(over[0])

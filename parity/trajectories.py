@@ -135,12 +135,19 @@ def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[
 
 def run_torch(
     case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, fused: bool = False,
-    has_step: bool = True, nudged: bool = False, closure: bool = False,
+    has_step: bool = True, nudged: int = 0, closure: bool = False,
 ) -> Trajectory:
     """Run the torch side in ``dtype``: default CPU path, or ``fused=True``.
 
-    ``nudged`` moves every gradient by one ulp before torch sees it (the probe run).
+    ``nudged`` (1 or 2: the probe runs) moves every gradient by one ulp before torch sees
+    it, in the pattern of :func:`nudge` (2: every direction the other way round).
     ``closure``: a torch optimizer whose ``step`` takes a closure (:func:`run_torch_closure`).
+
+    A schedule sets each group's lr before each step to exactly the rate the numpy_optim
+    side's scheduler gives its entry (the optimizer's, or for an entry with its own lr,
+    that lr times the same factor): both sides then step with the same lr bits. (torch's
+    LambdaLR would multiply its own initial lr by the factor, one more rounding; the
+    schedules themselves are compared with torch's schedulers in their own pairs.)
     """
     if closure:
         return run_torch_closure(case, torch_class, dtype, buffers, has_step=has_step, nudged=nudged)
@@ -149,24 +156,22 @@ def run_torch(
     params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
     groups = [{"params": [p], **o} for p, o in zip(params, spec.overrides)]
     optimizer = torch_class(groups, **spec.hyperparameters, **({"fused": True} if fused else {}))
-    ours = make_scheduler(spec)
-    scheduler = None
-    if ours is not None:
-        # LambdaLR multiplies each group's initial lr by a factor, exactly how numpy_optim's
-        # schedulers treat entries carrying their own lr (schedulers.py).
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ours.get_lr(t) / ours.reference_lr)
+    schedule = make_scheduler(spec)
     record: dict[str, list[np.ndarray]] = {}
     for t in range(spec.steps):
+        if schedule is not None:
+            lr = schedule.get_lr(t)  # numpy_optim/schedulers.py: LRScheduler.step
+            factor = lr / schedule.reference_lr if schedule.reference_lr > 0 else 0.0
+            for group, overrides in zip(optimizer.param_groups, spec.overrides):
+                group["lr"] = overrides["lr"] * factor if "lr" in overrides else lr
         for i, p in enumerate(params):
             if case.gradients is not None:
                 g = case.gradients[t][i].astype(dtype)
             else:
                 g = closed_loop_gradient(case, i, p.detach().numpy())
-            g = nudge(g, dtype, t + 1 + i) if nudged else g
+            g = nudge(g, dtype, t + i + nudged) if nudged else g
             p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         for i, p in enumerate(params):
             record.setdefault(f"params[{i}]", []).append(p.detach().numpy().copy())
             state = optimizer.state.get(p, {})
@@ -248,11 +253,13 @@ def run_numpy_closure(case: Case, factory: OptimizerFactory, dtype: str, buffers
 
 def run_torch_closure(
     case: Case, torch_class: type, dtype: str, buffers: tuple[str, ...], *, has_step: bool = False,
-    nudged: bool = False,
+    nudged: int = 0,
 ) -> Trajectory:
     """The torch side of a closure optimizer: every parameter in one group (LBFGS allows
-    no other), ``spec.steps`` calls of ``step(closure)``. ``nudged``: the probe run, every
-    gradient the closure makes moved by one ulp (the pattern changing with each call)."""
+    no other), ``spec.steps`` calls of ``step(closure)``. ``nudged`` (1 or 2): a probe run,
+    every gradient and every loss the closure returns moved by one ulp of ``dtype`` (the
+    pattern changing with each call; 2: the other way round). The loss matters as much as
+    the gradient here: the line search branches on comparisons of losses."""
     _check_closure_case(case)
     spec = case.spec
     tdtype = getattr(torch, dtype)
@@ -266,9 +273,10 @@ def run_torch_closure(
         xs = [p.detach().numpy() for p in params]
         for i, (p, x) in enumerate(zip(params, xs)):
             g = closed_loop_gradient(case, i, x)
-            g = nudge(g, dtype, calls + i) if nudged else g
+            g = nudge(g, dtype, calls + i + nudged) if nudged else g
             p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
-        return closed_loop_loss(case, xs)
+        loss = closed_loop_loss(case, xs)
+        return float(nudge(np.array(loss), dtype, calls + nudged)) if nudged else loss
 
     rows = []
     for _ in range(spec.steps):
@@ -293,12 +301,13 @@ def nudge(values: np.ndarray, dtype: str, step: int) -> np.ndarray:
     return np.where(x == 0, x, moved)
 
 
-def perturbed(case: Case, dtype: str) -> Case:
-    """The same case with every nonzero starting value moved by one ulp of ``dtype``.
+def perturbed(case: Case, dtype: str, probe: int = 1) -> Case:
+    """The same case with every nonzero starting value moved by one ulp of ``dtype``
+    (``probe`` 2: every one the other way round).
 
-    Running torch on it, with ``nudge=True`` so that every gradient is moved by one ulp
+    Running torch on it, with ``nudged=probe`` so that every gradient is moved by one ulp
     too, probes how strongly the case amplifies rounding differences made at any step
     (see parity/tolerance.py: where torch's run and this probe part, nothing is judged).
     """
-    x0 = [nudge(x, dtype, 0).astype(np.float64) for x in case.x0]
+    x0 = [nudge(x, dtype, probe - 1).astype(np.float64) for x in case.x0]
     return Case(case.spec, x0, case.gradients, case.curvature, case.target)

@@ -372,9 +372,11 @@ TORCH_TO_NUMPY_REFUSALS = [
     pytest.param(lambda sd, opt: (sd["state"][0].pop("exp_avg_sq") is not None and sd, opt), ValueError,
                  "lacks the buffers ['exp_avg_sq']", id="missing-buffer"),
     pytest.param(lambda sd, opt: (sd["state"][0].update(exp_avg=torch.zeros(3)) or sd, opt), ValueError,
-                 "has shape (3,) and dtype torch.float32, but params[0] (shape (3, 2), dtype float64) keeps it with shape (3, 2)", id="buffer-shape"),
+                 "has shape (3,) and dtype torch.float32, but params[0] (shape (3, 2), "
+                 "dtype float64) keeps it with shape (3, 2)", id="buffer-shape"),
     pytest.param(lambda sd, opt: (sd["state"][1].update(exp_avg=torch.zeros((), dtype=torch.float32)) or sd, opt),
-                 ValueError, "dtype torch.float32, but params[1] (shape (), dtype float64) keeps it with shape () and dtype float64", id="buffer-dtype"),
+                 ValueError, "dtype torch.float32, but params[1] (shape (), dtype float64) keeps it "
+                 "with shape () and dtype float64", id="buffer-dtype"),
     pytest.param(lambda sd, opt: (sd["state"][0].update(momentum_buffer=torch.zeros(3, 2, dtype=torch.float64))
                                   or sd, opt), ValueError, "has buffer 'momentum_buffer'", id="foreign-buffer"),
     pytest.param(lambda sd, opt: (sd, numpy_optim.SGD([dict(e) for e in opt.param_groups])), ValueError,
@@ -428,11 +430,13 @@ NUMPY_TO_TORCH_REFUSALS = [
     pytest.param(lambda sd, t: (sd, torch.optim.SGD([p for g in t.param_groups for p in g["params"]])), ValueError,
                  "but torch.optim.SGD has", id="adam-into-sgd"),
     pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": np.zeros(3)}, *sd["state"][1:]]}, t),
-                 ValueError, "has shape (3,) and dtype float64, but torch parameter 0 (shape (3, 2), dtype torch.float64) keeps it",
+                 ValueError, "has shape (3,) and dtype float64, but torch parameter 0 (shape (3, 2), "
+                 "dtype torch.float64) keeps it",
                  id="buffer-shape"),
     pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": sd["state"][0]["exp_avg"]
                                                   .astype(np.float32)}, *sd["state"][1:]]}, t),
-                 ValueError, "dtype float32, but torch parameter 0 (shape (3, 2), dtype torch.float64) keeps it with shape (3, 2) and dtype float64",
+                 ValueError, "dtype float32, but torch parameter 0 (shape (3, 2), dtype torch.float64) keeps it "
+                 "with shape (3, 2) and dtype float64",
                  id="buffer-dtype"),
     pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": [0.0]}, *sd["state"][1:]]}, t),
                  TypeError, "must be a numpy.ndarray", id="buffer-type"),
