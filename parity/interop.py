@@ -168,6 +168,70 @@ def _steps_agree(steps: dict[int, float]) -> int:
 # ----- torch -> numpy_optim -----------------------------------------------------------
 
 
+# ----- LBFGS: one flat history, in the first parameter's state ------------------------
+
+
+def _lbfgs_value(value: Any, to_numpy: bool) -> Any:
+    """One LBFGS state value across: tensors <-> arrays (0-d: NumPy scalars of the dtype,
+    which numpy_optim's LBFGS keeps where torch keeps 0-d tensors), lists item by item,
+    Python numbers and None as they are."""
+    if isinstance(value, list):
+        return [_lbfgs_value(v, to_numpy) for v in value]
+    if to_numpy and isinstance(value, torch.Tensor):
+        array = value.detach().cpu().numpy().copy()
+        return array[()] if array.ndim == 0 else array
+    if not to_numpy and isinstance(value, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.array(value, copy=True))
+    return value
+
+
+def _lbfgs_torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: Any, step: int | None) -> dict[str, Any]:
+    groups, ids = _check_groups(torch_state_dict)
+    if len(groups) != 1 or len(ids) != len(optimizer.param_groups):
+        raise ValueError(f"torch_state_dict must have one param group (LBFGS allows no other) with "
+                         f"{len(optimizer.param_groups)} parameters, got {len(groups)} groups and "
+                         f"{len(ids)} parameters")
+    names = list(optimizer.defaults)
+    missing = [k for k in names if k not in groups[0]]
+    if missing:
+        raise ValueError(f"torch_state_dict['param_groups'][0] lacks {missing}; "
+                         "expected a torch.optim.LBFGS state dict")
+    defaults = optimizer._check_hyperparameters("torch_state_dict['param_groups'][0]: ",
+                                                {k: _plain(groups[0][k]) for k in names})
+    saved = torch_state_dict["state"]
+    unknown = [param_id for param_id in saved if param_id != ids[0]]
+    if any(saved[param_id] for param_id in unknown):
+        raise ValueError(f"torch_state_dict['state'] has LBFGS state for param ids {unknown}; torch keeps it all "
+                         f"in the first parameter's ({ids[0]!r})")
+    first = {name: _lbfgs_value(value, True) for name, value in saved.get(ids[0], {}).items()}
+    count = optimizer.state["step"] if step is None else step
+    return {
+        "step": count,
+        "defaults": _for_numpy(defaults),
+        "param_groups": [{} for _ in optimizer.param_groups],
+        "state": [first] + [{} for _ in optimizer.param_groups[1:]],
+        "initial_lrs": [float(_plain(groups[0].get(INITIAL_LR, lr))) for lr in optimizer.initial_lrs],
+    }
+
+
+def _lbfgs_numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: Any) -> dict[str, Any]:
+    numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict")
+    params = [p for group in torch_optimizer.param_groups for p in group["params"]]
+    saved = numpy_state_dict["state"]
+    if not isinstance(saved, (list, tuple)) or len(saved) != len(params):
+        raise ValueError(f"numpy_state_dict['state'] must have one item per parameter ({len(params)})")
+    if any(saved[1:]):
+        raise ValueError("numpy_state_dict['state']: numpy_optim's LBFGS keeps its state in entry 0 only")
+    defaults = numpy_state_dict["defaults"]
+    if not isinstance(defaults, Mapping) or set(defaults) != set(torch_optimizer.defaults):
+        raise ValueError(f"numpy_state_dict['defaults'] must have torch.optim.LBFGS's hyperparameters "
+                         f"{sorted(torch_optimizer.defaults)}, got {defaults!r:.200}")
+    group = {**torch_optimizer.param_groups[0], **{k: _plain(v) for k, v in defaults.items()},
+             "params": list(range(len(params)))}
+    state = {0: {name: _lbfgs_value(value, False) for name, value in saved[0].items()}} if saved[0] else {}
+    return {"state": state, "param_groups": [group]}
+
+
 def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.Optimizer, *,
                    step: int | None = None) -> dict[str, Any]:
     """Convert a torch optimizer's ``state_dict()`` into a state dict for ``optimizer``.
@@ -208,6 +272,8 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         dtypes), torch's per-parameter steps disagree, or a value is invalid.
     """
     pair = _pair_for_numpy(optimizer)
+    if pair.closure:  # LBFGS
+        return _lbfgs_torch_to_numpy(torch_state_dict, optimizer, step)
     groups, ids = _check_groups(torch_state_dict)
     entries = optimizer.param_groups
     if len(ids) != len(entries):
@@ -276,6 +342,15 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
                 raise TypeError(f"{where}[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
             dtype = _NUMPY_DTYPES.get(value.dtype)
             shape, expected = optimizer._buffer_layout(name, param)  # 0-d float32 for eta, mu, mu_product
+            if name in optimizer._scalar_state and value.shape == () and dtype == np.float64:
+                # torch's load_state_dict casts 0-d scalar state to the parameter's dtype; as
+                # long as torch has not stepped since, the value is still a float32 number.
+                if float(np.float32(value.item())) != value.item():
+                    raise ValueError(
+                        f"{where}[{name!r}] is the float64 number {value.item()!r}, which numpy_optim (like "
+                        f"torch before a load_state_dict cast it to float64) keeps in float32"
+                    )
+                dtype = np.dtype(np.float32)
             if tuple(value.shape) != shape or dtype != expected:
                 raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)} and dtype {value.dtype}, but "
                                  f"params[{i}] (shape {param.shape}, dtype {param.dtype}) keeps it with shape "
@@ -351,6 +426,8 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         one is meant is the caller's to get right.)
     """
     pair = _pair_for_torch(torch_optimizer)
+    if pair.closure:  # LBFGS
+        return _lbfgs_numpy_to_torch(numpy_state_dict, torch_optimizer)
     step = numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict")
     defaults = numpy_state_dict["defaults"]
     if not isinstance(defaults, Mapping):

@@ -21,6 +21,7 @@ import torch
 import numpy_optim
 from parity import tolerance
 from parity.interop import numpy_to_torch, torch_to_numpy
+from parity.registry import OPTIMIZERS
 
 SHAPES = [(3, 2), (), (5,), (1,)]
 GROUPS = [[0, 1], [2, 3]]             # torch param groups, as entry indices
@@ -34,9 +35,28 @@ CONFIGS = [
     pytest.param(numpy_optim.Adam, torch.optim.Adam,
                  {"lr": 0.01, "betas": (0.9, 0.9), "weight_decay": 0.01, "amsgrad": True}, id="Adam-amsgrad"),
     pytest.param(numpy_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}, id="AdamW"),
+    pytest.param(numpy_optim.Adam, torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+                 id="Adam-decoupled"),
+    pytest.param(numpy_optim.Adagrad, torch.optim.Adagrad,
+                 {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01}, id="Adagrad"),
+    pytest.param(numpy_optim.Adadelta, torch.optim.Adadelta, {"lr": 0.5, "rho": 0.8, "weight_decay": 0.01},
+                 id="Adadelta"),
+    pytest.param(numpy_optim.Adamax, torch.optim.Adamax, {"lr": 0.01, "weight_decay": 0.01}, id="Adamax"),
+    pytest.param(numpy_optim.ASGD, torch.optim.ASGD, {"lr": 0.02, "lambd": 1e-3, "t0": 3.0, "weight_decay": 0.01},
+                 id="ASGD-averaging"),
+    pytest.param(numpy_optim.NAdam, torch.optim.NAdam, {"lr": 0.01, "weight_decay": 0.01, "momentum_decay": 0.01},
+                 id="NAdam"),
+    pytest.param(numpy_optim.RAdam, torch.optim.RAdam,
+                 {"lr": 0.01, "weight_decay": 0.01, "decoupled_weight_decay": True}, id="RAdam"),
+    pytest.param(numpy_optim.RMSprop, torch.optim.RMSprop,
+                 {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.01}, id="RMSprop-centered"),
+    pytest.param(numpy_optim.Rprop, torch.optim.Rprop, {"lr": 0.01, "etas": (0.4, 1.3)}, id="Rprop"),
+    pytest.param(numpy_optim.Adafactor, torch.optim.Adafactor, {"lr": 0.01, "weight_decay": 0.01}, id="Adafactor"),
 ]
 DTYPES = [pytest.param("float32", id="float32"), pytest.param("float64", id="float64")]
-BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+BUFFERS = tuple(dict.fromkeys(name for pair in OPTIMIZERS.values() if not pair.closure for name in pair.buffers))
+#: The second group's own hyperparameter, for optimizers without weight decay.
+SECOND_GROUP = {numpy_optim.Rprop: {"step_sizes": (1e-5, 10.0)}}
 
 
 # ----- the problem and the two sides --------------------------------------------------
@@ -60,18 +80,24 @@ class Problem:
 Record = dict[str, list[np.ndarray]]
 
 
+def group_overrides(cls: type) -> list[dict[str, Any]]:
+    """The two groups' own hyperparameters (numpy_optim or torch class)."""
+    ours = next((pair.ours for pair in OPTIMIZERS.values() if cls in (pair.ours, pair.theirs)), cls)
+    return [{}, SECOND_GROUP[ours]] if ours in SECOND_GROUP else GROUP_OVERRIDES
+
+
 def make_torch(cls: type, problem: Problem, hyper: dict[str, Any], x: list[np.ndarray] | None = None,
                dtype: str | None = None, **extra: Any) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
     tdtype = getattr(torch, dtype or problem.dtype)
     params = [torch.tensor(v, dtype=tdtype, requires_grad=True) for v in (x if x is not None else problem.x0)]
-    groups = [{"params": [params[i] for i in members], **o} for members, o in zip(GROUPS, GROUP_OVERRIDES)]
+    groups = [{"params": [params[i] for i in members], **o} for members, o in zip(GROUPS, group_overrides(cls))]
     return cls(groups, **hyper, **extra), params
 
 
 def make_numpy(cls: type, problem: Problem, hyper: dict[str, Any], x: list[np.ndarray] | None = None,
                entry_overrides: list[dict[str, Any]] | None = None) -> numpy_optim.Optimizer:
     arrays = [np.array(v, copy=True) for v in (x if x is not None else problem.x0)]
-    overrides = [GROUP_OVERRIDES[g] for g, members in enumerate(GROUPS) for _ in members]
+    overrides = [group_overrides(cls)[g] for g, members in enumerate(GROUPS) for _ in members]
     extra = entry_overrides or [{} for _ in arrays]
     return cls([{"params": a, "grad": np.zeros_like(a), **o, **e} for a, o, e in zip(arrays, overrides, extra)],
                **hyper)
@@ -110,20 +136,32 @@ def numpy_steps(opt: numpy_optim.Optimizer, problem: Problem, steps: range, reco
 
 
 def uninterrupted_torch(cls: type, problem: Problem, hyper: dict[str, Any], dtype: str | None = None,
-                        **extra: Any) -> Record:
+                        resumed: bool = False, **extra: Any) -> Record:
+    """torch's run of every step; ``resumed``: handed over from torch to torch at the same
+    step (its ``load_state_dict`` casts 0-d scalar state such as NAdam's ``mu_product`` and
+    ASGD's ``eta`` to the parameter's dtype, so a float64 run resumed in torch continues
+    differently from an uninterrupted one, whichever side made the state dict)."""
     opt, params = make_torch(cls, problem, hyper, dtype=dtype, **extra)
     record: Record = {}
-    torch_steps(opt, params, problem, range(1, HANDOVER + MORE + 1), record)
+    if not resumed:
+        torch_steps(opt, params, problem, range(1, HANDOVER + MORE + 1), record)
+        return record
+    torch_steps(opt, params, problem, range(1, HANDOVER + 1), record)
+    again, again_params = make_torch(cls, problem, hyper, x=[p.detach().numpy() for p in params], dtype=dtype,
+                                     **extra)
+    again.load_state_dict(opt.state_dict())
+    torch_steps(again, again_params, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
     return record
 
 
 def assert_tracks(label: str, problem: Problem, resumed: Record, cls: type, hyper: dict[str, Any],
-                  **extra: Any) -> None:
-    """``resumed`` (both sides' steps) is within the tolerance model of the uninterrupted torch run."""
-    theirs = uninterrupted_torch(cls, problem, hyper, **extra)
+                  in_torch: bool = False, **extra: Any) -> None:
+    """``resumed`` (both sides' steps) is within the tolerance model of the uninterrupted torch
+    run (``in_torch``: resumed in torch, of torch resumed in torch at the same step)."""
+    theirs = uninterrupted_torch(cls, problem, hyper, resumed=in_torch, **extra)
     reference = None
     if problem.dtype == "float32":
-        reference = uninterrupted_torch(cls, problem, hyper, dtype="float64", **extra)
+        reference = uninterrupted_torch(cls, problem, hyper, dtype="float64", resumed=in_torch, **extra)
     assert sorted(resumed) == sorted(theirs)
     for key in sorted(theirs):
         ours_k, theirs_k = np.stack(resumed[key]), np.stack(theirs[key])
@@ -176,7 +214,7 @@ def test_numpy_optim_run_resumed_in_torch_tracks_the_uninterrupted_run(ours, the
     assert [g["lr"] for g in resumed.param_groups] == [hyper["lr"] * 0.5] * len(GROUPS)
     torch_steps(resumed, params, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
 
-    assert_tracks(f"{ours.__name__} -> {theirs.__name__}", problem, record, theirs, hyper, **extra)
+    assert_tracks(f"{ours.__name__} -> {theirs.__name__}", problem, record, theirs, hyper, in_torch=True, **extra)
     if ours is not numpy_optim.SGD:
         assert {float(resumed.state[p]["step"]) for p in params} == {HANDOVER + MORE}
 
@@ -210,7 +248,8 @@ def assert_numpy_state_dicts_identical(a: dict[str, Any], b: dict[str, Any]) -> 
 def test_numpy_state_dict_survives_a_trip_through_torch_bitwise(ours, theirs, hyper, dtype):
     problem = Problem(dtype)
     # Entry 0 also carries an override equal to the default: it must come back as an override.
-    opt = make_numpy(ours, problem, hyper, entry_overrides=[{"weight_decay": hyper["weight_decay"]}, {}, {}, {}])
+    key = "weight_decay" if "weight_decay" in hyper else "etas"
+    opt = make_numpy(ours, problem, hyper, entry_overrides=[{key: hyper[key]}, {}, {}, {}])
     numpy_steps(opt, problem, range(1, HANDOVER + 1), {})
     saved = opt.state_dict()
     before = copy.deepcopy(saved)
@@ -457,3 +496,99 @@ def test_numpy_to_torch_refuses_what_does_not_fit(corrupt, error, fragment):
         numpy_to_torch(sd, target)
     assert fragment in str(caught.value)
     assert torch_opt.state_dict()["param_groups"] == before["param_groups"]  # the torch optimizer is untouched
+
+
+# ----- LBFGS: one flat history in the first parameter's state ------------------------------
+
+LBFGS_CONFIGS = [
+    pytest.param({"lr": 0.5, "max_iter": 4, "history_size": 3}, id="no-line-search"),
+    pytest.param({"lr": 1.0, "max_iter": 5, "history_size": 4, "line_search_fn": "strong_wolfe"}, id="strong_wolfe"),
+]
+LBFGS_CALLS = 3  # step(closure) calls before and after the hand-over
+
+
+def lbfgs_loss(problem: Problem, xs: list[np.ndarray]) -> float:
+    return sum(float(np.sum(problem.curvature[i] * (x - problem.target[i]) ** 2)) / 2 for i, x in enumerate(xs))
+
+
+def lbfgs_numpy(problem: Problem, hyper: dict[str, Any], x: list[np.ndarray]) -> tuple[Any, Any]:
+    arrays = [np.array(v, dtype=np.float64, copy=True) for v in x]
+    entries = [{"params": a, "grad": np.zeros_like(a)} for a in arrays]
+    opt = numpy_optim.LBFGS(entries, **hyper)
+
+    def closure() -> float:
+        for i, e in enumerate(entries):
+            e["grad"][...] = problem.gradient(i, e["params"])
+        return lbfgs_loss(problem, arrays)
+
+    return opt, closure
+
+
+def lbfgs_torch(problem: Problem, hyper: dict[str, Any], x: list[np.ndarray]) -> tuple[Any, Any, list[Any]]:
+    params = [torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for v in x]
+    opt = torch.optim.LBFGS(params, **hyper)
+
+    def closure() -> float:
+        xs = [p.detach().numpy() for p in params]
+        for i, p in enumerate(params):
+            p.grad = torch.from_numpy(problem.gradient(i, xs[i].copy()))
+        return lbfgs_loss(problem, xs)
+
+    return opt, closure, params
+
+
+@pytest.mark.parametrize("hyper", LBFGS_CONFIGS)
+def test_lbfgs_runs_resume_across_torch_and_numpy_optim(hyper):
+    problem = Problem("float64")
+    theirs, closure, params = lbfgs_torch(problem, hyper, problem.x0)
+    for _ in range(2 * LBFGS_CALLS):
+        theirs.step(closure)
+    uninterrupted = [p.detach().numpy().copy() for p in params]
+
+    # torch -> numpy_optim
+    first, closure, params = lbfgs_torch(problem, hyper, problem.x0)
+    for _ in range(LBFGS_CALLS):
+        first.step(closure)
+    ours, our_closure = lbfgs_numpy(problem, hyper, [p.detach().numpy() for p in params])
+    ours.load_state_dict(torch_to_numpy(first.state_dict(), ours))
+    assert ours.state[0]["n_iter"] == first.state[params[0]]["n_iter"]
+    for _ in range(LBFGS_CALLS):
+        ours.step(our_closure)
+    for a, b in zip((e["params"] for e in ours.param_groups), uninterrupted):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)  # np.dot vs MKL's dot only
+
+    # numpy_optim -> torch
+    ours, our_closure = lbfgs_numpy(problem, hyper, problem.x0)
+    for _ in range(LBFGS_CALLS):
+        ours.step(our_closure)
+    resumed, closure, params = lbfgs_torch(problem, hyper, [e["params"] for e in ours.param_groups])
+    resumed.load_state_dict(numpy_to_torch(ours.state_dict(), resumed))
+    assert resumed.state[params[0]]["func_evals"] == ours.state[0]["func_evals"]
+    for _ in range(LBFGS_CALLS):
+        resumed.step(closure)
+    for a, b in zip((p.detach().numpy() for p in params), uninterrupted):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("hyper", LBFGS_CONFIGS)
+def test_lbfgs_state_dict_survives_a_trip_through_torch(hyper):
+    problem = Problem("float64")
+    ours, closure = lbfgs_numpy(problem, hyper, problem.x0)
+    for _ in range(LBFGS_CALLS):
+        ours.step(closure)
+    saved = ours.state_dict()
+    theirs, _, _ = lbfgs_torch(problem, hyper, problem.x0)
+    theirs.load_state_dict(numpy_to_torch(saved, theirs))
+    back = torch_to_numpy(theirs.state_dict(), ours)
+    assert back["defaults"] == saved["defaults"] and back["step"] == saved["step"]
+    assert sorted(back["state"][0]) == sorted(saved["state"][0])
+    for name, value in saved["state"][0].items():
+        if isinstance(value, list):
+            assert len(back["state"][0][name]) == len(value), name
+            pairs = list(zip(back["state"][0][name], value))
+        else:
+            pairs = [(back["state"][0][name], value)]
+        for x, y in pairs:
+            assert type(x) is type(y), (name, type(x), type(y))
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), name
+    ours.load_state_dict(back)
