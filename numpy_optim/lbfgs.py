@@ -50,15 +50,15 @@ _ITERATION_STATE = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat
 
 
 def _check_lr(name: str, value: Any) -> float:
-    """torch's ``Invalid learning rate: {lr}`` for a negative (or NaN) lr; numpy_optim also
-    refuses non-numbers and infinity."""
+    """torch's ``Invalid learning rate: {lr}`` for a negative (or NaN) lr, naming ``lr`` too;
+    numpy_optim also refuses non-numbers and infinity."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Invalid learning rate: {value!r} (expected a real number, got {type(value).__name__})")
+        raise TypeError(f"Invalid learning rate: {value!r} (lr must be a real number, got {type(value).__name__})")
     lr = float(value)
     if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {value}")
+        raise ValueError(f"Invalid learning rate: {value} (lr must be >= 0)")
     if not math.isfinite(lr):
-        raise ValueError(f"Invalid learning rate: {value} (must be finite)")
+        raise ValueError(f"Invalid learning rate: {value} (lr must be finite)")
     return lr
 
 

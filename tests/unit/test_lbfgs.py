@@ -250,9 +250,9 @@ def _entries():
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        ({"lr": -1.0}, ValueError, r"^Invalid learning rate: -1.0$"),
+        ({"lr": -1.0}, ValueError, r"^Invalid learning rate: -1.0 \(lr must be >= 0\)$"),
         ({"lr": float("nan")}, ValueError, r"Invalid learning rate: nan"),
-        ({"lr": float("inf")}, ValueError, r"Invalid learning rate: inf \(must be finite\)"),
+        ({"lr": float("inf")}, ValueError, r"Invalid learning rate: inf \(lr must be finite\)"),
         ({"lr": "0.1"}, TypeError, r"Invalid learning rate: '0.1'"),
         ({"max_iter": 0}, ValueError, r"Invalid max_iter: 0"),
         ({"max_iter": 2.5}, TypeError, r"Invalid max_iter: 2.5"),
