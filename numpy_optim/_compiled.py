@@ -19,9 +19,12 @@ time and the loop vectorizes). The rules that keep the compiled bits equal to Nu
 * constants arrive cast to the arrays' dtype (``constants`` is an array of that dtype), as
   NumPy casts Python scalars; a float64 literal inside a float32 loop would promote it;
 * :func:`numpy_optim._fma.scalar_fma` and :func:`~numpy_optim._fma.scalar_fma_exact` get
-  the implementations below: float32 through float64, and the float64 exact fma as the
-  same error-free emulation as :func:`numpy_optim._fma._fma64`, operation by operation
-  (``llvm.fma.f64`` differs from it on special values);
+  the implementations below: float32 through float64 (exact: the float64 sum rounded to
+  odd first, on every element, where the NumPy version looks for the ties it matters
+  for), and the float64 exact fma as the same error-free emulation as
+  :func:`numpy_optim._fma._fma64`, operation by operation (``llvm.fma.f64`` differs from
+  it on special values), with its scaled split on every factor above 2**990 (NumPy
+  redoes only the elements whose split overflowed; below 2**996 the halves are the same);
 * ``cache=True``: compiled code is kept on disk (``__pycache__`` beside the optimizer's
   file, or ``$NUMBA_CACHE_DIR``); the closures capture only bools, so the cache hits in a
   new process.
@@ -74,6 +77,17 @@ def _float(typingctx: Any, x: Any) -> Any:
 
 
 @intrinsic
+def _select(typingctx: Any, condition: Any, x: Any, y: Any) -> Any:
+    """``x if condition else y`` as one LLVM ``select``: no branch, so the loop around it
+    still vectorizes."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.select(args[0], args[1], args[2])
+
+    return x(types.boolean, x, x), codegen
+
+
+@intrinsic
 def _pointer(typingctx: Any, address: Any, like: Any) -> Any:
     """The int64 ``address`` as a pointer to ``like``'s dtype."""
     pointer = types.CPointer(like.dtype)
@@ -107,19 +121,45 @@ def _scalar_fma(a, b, c):
     return fma64
 
 
+_SCALE, _UNSCALE, _HUGE_FACTOR = _fma._SCALE, _fma._UNSCALE, _fma._HUGE_FACTOR  # 2**-200, 2**200, 2**990
+
+
+# Without branches (_select, & and | on bools): LLVM inlines these bodies into the kernel's
+# loop and vectorizes it. (A larger body is not inlined, and a call per element does not
+# vectorize: check with test_backend.py's vectorization test after any change.)
 @overload(_fma.scalar_fma_exact, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
 def _scalar_fma_exact(a, b, c):
     if a == types.float32:
-        return lambda a, b, c: _fma.scalar_fma(a, b, c)  # float32: always rounded once
+
+        def fma32_exact(a, b, c):  # _fma._fma_narrow with exact: s rounded to odd (everywhere), then float32
+            p = np.float64(a) * np.float64(b)  # exact
+            q = np.float64(c)
+            s = p + q
+            v = s - p  # _round_sum_to_odd, line by line: TwoSum p + q = s + e
+            e = (p - (s - v)) + (q - v)
+            inexact = (e < 0) | (e > 0)  # NaN e (inf / NaN operands): s stays
+            s = _float((_bits(s) - (inexact & ((e > 0) != (s > 0)))) | inexact)  # truncated toward zero, last bit set
+            return np.float32(s)
+
+        return fma32_exact
 
     def fma64_exact(a, b, c):  # _fma._fma64, line by line
+        # Veltkamp's split of a factor above 2**990 is taken of it times 2**-200, always
+        # (_fma64 redoes so only the elements whose split overflowed, above about 2**996:
+        # below that, the scaled split has the same halves).
         p = a * b
-        t = a * 134217729.0  # Veltkamp: a = ah + al
-        ah = t - a
+        huge_a = abs(a) > _HUGE_FACTOR  # _split_high: Veltkamp's split of a * 2**-200
+        a_scaled = a * _select(huge_a, _SCALE, 1.0)
+        t = a_scaled * 134217729.0  # Veltkamp: a = ah + al
+        ah = t - a_scaled
         ah = t - ah
+        ah = ah * _select(huge_a, _UNSCALE, 1.0)
         al = a - ah
-        big = 134217729.0 * b  # b is a scalar: the Python-float split of _fma64
-        bh = big - (big - b)
+        huge_b = abs(b) > _HUGE_FACTOR  # b is a scalar: the Python-float split of _fma64
+        b_scaled = b * _select(huge_b, _SCALE, 1.0)
+        big = 134217729.0 * b_scaled
+        bh = big - (big - b_scaled)
+        bh = bh * _select(huge_b, _UNSCALE, 1.0)
         bl = b - bh
         e = ah * bh  # e = ((ah bh - p) + ah bl + al bh) + al bl
         e = e - p
@@ -136,12 +176,10 @@ def _scalar_fma_exact(a, b, c):
         r = v - t
         r = f - r
         r = r + (e - t)
-        v_bits = _bits(v)
-        if r != 0 and (v_bits & 1) == 0:  # round v to odd: one ulp toward r
-            v = _float(v_bits + (1 if (r > 0) == (v > 0) else -1))
-        result = s + v if v != 0 else s  # v == 0: the sum is s exactly, with s's sign of zero (-0 + -0 is -0)
-        if not (np.isfinite(result) and np.isfinite(e)):  # inf / NaN / overflow: the plain sum c + p
-            result = s
+        v_bits = _bits(v)  # round v to odd: one ulp toward r where r != 0 and v is even
+        v = _select((r != 0) & ((v_bits & 1) == 0), _float(v_bits + 2 * ((r > 0) == (v > 0)) - 1), v)
+        result = _select(v != 0, s + v, s)  # v == 0: the sum is s exactly, with s's sign of zero (-0 + -0 is -0)
+        result = _select(np.isfinite(result) & np.isfinite(e), result, s)  # overflow, inf, NaN: the plain sum c + p
         return result
 
     return fma64_exact

@@ -6,24 +6,41 @@ not twice (../shared/reference/torch-numerics.md). Rounded twice, a float32 sum 
 nearly cancels (an L2 term ``g + \lambda\theta`` against ``g``, say) keeps the rounding
 error of the product, and is measurably less accurate than torch's.
 
-:func:`fma` rounds once for float32: the product of two float32 numbers is exact in
-float64, the sum is rounded to float64 and then to float32. That is torch's result except
-when the float64 sum lands exactly halfway between two float32 numbers (a double-rounding
-tie, about one operation in 2**29). float64 multiply-adds are rounded twice, except where
-the caller asks for ``exact=True``: then :func:`_fma64` computes the correctly rounded
-result with error-free transformations (Dekker's product, Knuth's sum, Boldo and
-Melquiond's rounding to odd). That takes some 35 NumPy operations instead of 2, so it is
-kept for the places where a second rounding gets amplified: Adam's L2 term
-``g + lambda * theta`` and its first-moment ``lerp``, which can nearly cancel and feed a
-step that divides by ``sqrt(v)`` (with a small ``beta2``, by ``|g|`` itself). The parity
-harness found cases where rounding them twice drifted from torch faster than torch's own
-rounding spread. SGD, and Adam's ``addcmul`` (a sum of positive terms), round twice.
-Products so small that their rounding error underflows (below about 1e-292) are not
-exact. Other dtypes round twice.
+float32 and float16 go through float64: the product of two float32 (float16) numbers is
+exact in float64, the sum ``s`` is rounded to float64 and then to the narrow dtype. For
+float16 that is the correctly rounded result: a float16 product has 22 significant bits,
+so where ``s`` is a float16 tie (halfway between two float16 numbers) the exact sum has
+at most 33 and ``s`` is exact, unless the addend (at least 2**-24) was lost beside a
+product above 2**28, which overflows float16 anyway. For float32 it is too, except when
+``s`` lands exactly halfway between two float32 numbers although the exact sum does not
+(a double-rounding tie, about one operation in 2**29). With ``exact=True`` :func:`fma`
+rounds those correctly too: ``s`` rounded to odd (one float64 ulp towards the exact sum,
+whose error Knuth's TwoSum gives, where ``s`` is inexact and its last bit 0) rounds to
+float32 as the exact sum does (Boldo and Melquiond: 53 >= 24 + 2 bits). Rounding to odd
+can only change the narrowed result of an ``s`` that is such a tie, so
+:func:`_tie_candidates` looks for them (a bit pattern test, plus a test for results below
+float32's smallest normal, where the pattern differs) and only those are rounded to odd.
+The search costs two passes and two reductions over the block: the price of
+``exact=True`` for float32, about 0.8 ns an element (a fifth of a NumPy Adam step, per
+call). Plain float32 :func:`fma` skips it.
+
+float64 multiply-adds are rounded twice, except where the caller asks for ``exact=True``:
+then :func:`_fma64` computes the correctly rounded result with error-free transformations
+(Dekker's product, Knuth's sum, Boldo and Melquiond's rounding to odd); the elements
+where Veltkamp's split overflows (a factor above about 2**996) are redone with the split
+taken of the factor times 2**-200 (:func:`_split_high`). That takes some 35 NumPy
+operations instead of 2, so it is kept for the places where a second rounding gets
+amplified: Adam's L2 term ``g + lambda * theta`` and its first-moment ``lerp``, which can
+nearly cancel and feed a step that divides by ``sqrt(v)`` (with a small ``beta2``, by
+``|g|`` itself). The parity harness found cases where rounding them twice drifted from
+torch faster than torch's own rounding spread. SGD, and Adam's ``addcmul`` (a sum of
+positive terms), round twice in float64. Not exact: products so small that their
+rounding error underflows (below about 1e-292), and results at the edge of overflow (a
+product within a factor 1 + 2**-25 of the largest float64, or ``c`` plus the rounded
+product beyond it), where an intermediate overflows and the result is rounded twice.
 
 Scalars are cast to the array's dtype first, as torch casts ``alpha`` and ``value``.
 """
-
 from __future__ import annotations
 
 import math
@@ -41,33 +58,25 @@ def as_dtype_scalar(value: float, dtype: np.dtype) -> float:
 def fma(
     a: Any, b: Any, c: Any, out: np.ndarray | None = None, *, work: np.ndarray | None = None, exact: bool = False,
 ) -> Any:
-    """``a * b + c``, rounded once for float32 (and float64 with ``exact``; see the module
-    docstring), into ``out``.
+    """``a * b + c`` into ``out``: rounded once for float16 and float32 (float32 up to a
+    rare double-rounding tie, correctly rounded with ``exact``) and, with ``exact``, for
+    float64; see the module docstring.
 
     ``a`` and ``c`` are arrays (or NumPy scalars) of one dtype, ``b`` an array of that
     dtype or a Python float. ``work`` is scratch of the result's shape: float64 for
-    float32 operands, the operands' dtype otherwise; it may be ``a`` itself, not ``c``
-    or ``out`` unless it is also ``a``. Both are allocated when not given.
+    float32 and float16 operands, the operands' dtype otherwise; it may be ``a`` itself,
+    not ``c`` or ``out`` unless it is also ``a``. Both are allocated when not given (a
+    missing float64 ``work`` of up to 2**18 elements is this thread's reused one).
     """
     dtype = np.result_type(a, c)
-    if dtype == np.float32:
-        if not isinstance(b, np.ndarray):
-            b = as_dtype_scalar(b, dtype)
-        if work is None or work.dtype != np.float64:
-            work = np.empty(np.broadcast_shapes(np.shape(a), np.shape(c)), np.float64)
-        np.multiply(a, b, out=work, dtype=np.float64)  # exact: 24 + 24 significant bits < 53
-        np.add(work, c, out=work)                       # one rounding (to float64)...
-        if out is None:
-            out = np.empty(work.shape, np.float32)
-        np.copyto(out, work, casting="same_kind")       # ...and one to float32
-        return out
+    if dtype in _NARROW:
+        return _fma_narrow(a, b, c, out, work, dtype, exact)
     if dtype == np.float64 and exact:
         return _fma64(np.asarray(a), b, np.asarray(c), out)
     product = np.multiply(a, b, out=work)
     return np.add(product, c, out=out)
 
 
-_SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 _CACHED = 1 << 17  # workspaces up to this many elements are kept per thread and reused
 _local = threading.local()
 
@@ -86,31 +95,161 @@ def _workspace(size: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray
     return cached
 
 
-def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+def _wide_work(shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 work array of ``shape``: this thread's reused one for up to 2**18 elements
+    (float16 blocks, whose kernels have no float64 scratch row), else a fresh one."""
+    size = math.prod(shape)
+    if size > 2 * _CACHED:
+        return np.empty(shape)
+    row = getattr(_local, "wide", None)
+    if row is None:
+        row = _local.wide = np.empty(2 * _CACHED)
+    return row[:size].reshape(shape)
+
+
+def _round_to_odd(v: np.ndarray, r: np.ndarray, bits: np.ndarray, flags: list[np.ndarray]) -> None:
+    """Where ``r != 0`` and ``v``'s last significand bit is 0, move ``v`` one ulp toward
+    ``r`` (in the bits: +1 away from zero when ``r`` has ``v``'s sign, else -1), in place.
+
+    ``v + r`` is an exact sum with ``v = RN(v + r)``; afterwards ``v`` is that sum rounded
+    to odd. ``bits`` (int64) and the three ``flags`` (bool) are work arrays of ``v``'s shape.
+    """
+    parity, mask, sign = flags
+    v_bits = v.view(np.int64)
+    np.bitwise_and(v_bits, 1, out=bits)
+    np.equal(bits, 0, out=parity)
+    np.not_equal(r, 0, out=mask)
+    np.logical_and(mask, parity, out=mask)
+    if mask.any():
+        np.greater(r, 0, out=parity)
+        np.greater(v, 0, out=sign)
+        np.equal(parity, sign, out=sign)
+        np.multiply(sign, 2, out=bits)
+        np.subtract(bits, 1, out=bits)
+        np.multiply(bits, mask, out=bits)
+        np.add(v_bits, bits, out=v_bits)
+
+
+# --------------------------------------------------------------------------------------
+# float32 and float16: through float64 (float32 with exact=True: rounded to odd if a tie is possible)
+# --------------------------------------------------------------------------------------
+
+_NARROW = (np.dtype(np.float32), np.dtype(np.float16))
+_DROPPED = 29  # the float64 significand bits that rounding a normal number to float32 drops
+_TINY = 2.0**-126  # float32's smallest normal number
+
+
+def _fma_narrow(
+    a: Any, b: Any, c: Any, out: np.ndarray | None, work: np.ndarray | None, dtype: np.dtype, exact: bool,
+) -> Any:
+    """float32 / float16 ``a * b + c``: ``s = RN64(a*b + c)`` (the product is exact),
+    for float32 with ``exact`` rounded to odd instead if some ``s`` may be a tie, narrowed."""
+    if not isinstance(b, np.ndarray):
+        b = float(dtype.type(b))  # torch casts the scalar first
+    if work is None or work.dtype != np.float64:
+        work = _wide_work(np.broadcast_shapes(np.shape(a), np.shape(c)))
+    np.multiply(a, b, out=work, dtype=np.float64)  # exact: 24 + 24 significant bits < 53
+    np.add(work, c, out=work)                       # s: one rounding (to float64)...
+    if exact and dtype == np.float32:
+        index = _tie_candidates(work)
+        if index is not None:
+            _round_sum_to_odd(a, b, c, work, index)  # ...or s rounded to odd where that matters
+    if out is None:
+        out = np.empty(work.shape, dtype)
+    np.copyto(out, work, casting="same_kind")       # ...and one to the narrow dtype
+    return out
+
+
+def _tie_candidates(s: np.ndarray) -> np.ndarray | None:
+    """The flat indices of the float64 ``s`` that could lie halfway between two float32
+    numbers (None if there are none).
+
+    A tie in float32's normal range has the 29 dropped bits ``100...0``: shifted to the
+    top of an int64, the smallest int64. In float32's subnormal range more bits are
+    dropped, so there any ``0 < |s| < 2**-126`` counts. Two passes and two reductions
+    through one work array when there are none (a few more where ``s`` has zeros).
+    """
+    size = s.size
+    _, ints, flags = _workspace(size)
+    key = ints[:size].reshape(s.shape)
+    candidates, small, nonzero = (f[:size].reshape(s.shape) for f in flags)
+    np.left_shift(s.view(np.int64), 64 - _DROPPED, out=key)
+    found = bool(key.min(initial=0) == np.iinfo(np.int64).min)
+    if found:
+        np.equal(key, np.iinfo(np.int64).min, out=candidates)
+    magnitude = np.abs(s, out=key.view(np.float64))
+    if np.fmin.reduce(magnitude, axis=None, initial=math.inf) < _TINY:  # fmin: NaN is no minimum
+        np.less(magnitude, _TINY, out=small)  # zeros, or values below float32's smallest normal
+        np.greater(magnitude, 0, out=nonzero)
+        np.logical_and(small, nonzero, out=small)
+        if found:
+            np.logical_or(candidates, small, out=candidates)
+        else:
+            candidates, found = small, bool(small.any())
+    return np.flatnonzero(candidates) if found else None
+
+
+def _round_sum_to_odd(a: Any, b: Any, c: Any, s: np.ndarray, index: np.ndarray) -> None:
+    """``s = RN64(a*b + c)`` (``a * b`` exact in float64) rounded to odd at the flat
+    ``index`` instead, in place: with TwoSum's exact error ``e``, ``s`` truncated toward
+    zero (one ulp down in magnitude where ``e`` has the other sign) and its last bit set
+    where ``e != 0``. A NaN ``e`` (inf / NaN operands) compares false: ``s`` stays."""
+    def pick(x: Any) -> np.ndarray:
+        return np.broadcast_to(x, s.shape).flat[index].astype(np.float64)
+
+    with np.errstate(all="ignore"):  # a few elements: temporaries are fine
+        p, q, t = pick(a) * pick(b), pick(c), s.flat[index]
+        v = t - p                                   # TwoSum: p + q = t + e
+        e = (p - (t - v)) + (q - v)
+        inexact = (e < 0) | (e > 0)
+        bits = (t.view(np.int64) - (inexact & ((e > 0) != (t > 0)))) | inexact
+        s.flat[index] = bits.view(np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# float64, exact=True
+# --------------------------------------------------------------------------------------
+
+_SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split of a float64 into two 26-bit halves
+_HUGE_FACTOR = 2.0**990  # a factor above this is split times 2**-200 (where needed: above about 2**996)
+_SCALE, _UNSCALE = 2.0**-200, 2.0**200
+
+
+def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None, split_scaled: bool = False) -> np.ndarray:
     """Correctly rounded ``a * b + c`` in float64, after Boldo & Melquiond (2008):
     ``a*b = p + e`` exactly (Dekker), ``c + p = s + f`` exactly (Knuth), then
-    ``RN(s + RO(f + e))`` with ``RO`` rounding to odd. Every step writes into work arrays."""
+    ``RN(s + RO(f + e))`` with ``RO`` rounding to odd. Every step writes into work arrays.
+    Where an intermediate overflows, the plain sum ``c + p``; but where ``a``, ``b`` and
+    ``c`` are finite, those elements are first redone with ``split_scaled``: Veltkamp's
+    split of a factor above 2**990 taken of it times 2**-200 (:func:`_split_high`)."""
     shape = np.broadcast_shapes(np.shape(a), np.shape(c))
     size = math.prod(shape)
     floats, ints, flags = _workspace(size)
     p, t, ah, al, e, s, v, r, w = (x[:size].reshape(shape) for x in floats)
-    bits, parity = ints[:size].reshape(shape), flags[0][:size].reshape(shape)
-    mask, sign = flags[1][:size].reshape(shape), flags[2][:size].reshape(shape)
+    bits = ints[:size].reshape(shape)
+    flag_views = [f[:size].reshape(shape) for f in flags]
+    parity, mask, _ = flag_views
     with np.errstate(all="ignore"):
         np.multiply(a, b, out=p)
-        np.multiply(a, _SPLITTER, out=t)                      # Veltkamp: a = ah + al
-        np.subtract(t, a, out=ah)
-        np.subtract(t, ah, out=ah)
-        np.subtract(a, ah, out=al)
-        if isinstance(b, np.ndarray):
-            bh, bl = np.multiply(b, _SPLITTER, out=w), np.empty(shape)
-            np.subtract(bh, b, out=bl)
-            np.subtract(bh, bl, out=bh)
-            np.subtract(b, bh, out=bl)
-        else:
-            big = _SPLITTER * b
-            bh = big - (big - b)
+        if split_scaled:  # only for the few elements redone below: temporaries are fine
+            np.copyto(ah, _split_high(a))
+            np.subtract(a, ah, out=al)
+            bh = _split_high(b)
             bl = b - bh
+        else:
+            np.multiply(a, _SPLITTER, out=t)                  # Veltkamp: a = ah + al
+            np.subtract(t, a, out=ah)
+            np.subtract(t, ah, out=ah)
+            np.subtract(a, ah, out=al)
+            if isinstance(b, np.ndarray):
+                bh, bl = np.multiply(b, _SPLITTER, out=w), np.empty(shape)
+                np.subtract(bh, b, out=bl)
+                np.subtract(bh, bl, out=bh)
+                np.subtract(b, bh, out=bl)
+            else:
+                big = _SPLITTER * b
+                bh = big - (big - b)
+                bl = b - bh
         np.multiply(ah, bh, out=e)                            # e = ((ah bh - p) + ah bl + al bh) + al bl
         np.subtract(e, p, out=e)
         np.multiply(ah, bl, out=t)
@@ -131,33 +270,36 @@ def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.n
         np.subtract(ah, al, out=al)
         np.subtract(e, t, out=r)
         np.add(al, r, out=r)
-        # Round v to odd: where r != 0 and v's last significand bit is 0, move v one ulp
-        # toward r (in the bits: +1 away from zero when r has v's sign, else -1).
-        v_bits = v.view(np.int64)
-        np.bitwise_and(v_bits, 1, out=bits)
-        np.equal(bits, 0, out=parity)
-        np.not_equal(r, 0, out=mask)
-        np.logical_and(mask, parity, out=mask)
-        if mask.any():
-            np.greater(r, 0, out=parity)
-            np.greater(v, 0, out=sign)
-            np.equal(parity, sign, out=sign)
-            np.multiply(sign, 2, out=bits)
-            np.subtract(bits, 1, out=bits)
-            np.multiply(bits, mask, out=bits)
-            np.add(v_bits, bits, out=v_bits)
+        _round_to_odd(v, r, bits, flag_views)                 # RO(f + e)
         np.add(s, v, out=t)
         np.equal(v, 0, out=mask)  # v == 0: the sum is s exactly, with s's sign of zero (s + 0 would turn -0 into +0)
         np.copyto(t, s, where=mask)
         np.isfinite(t, out=mask)
         np.isfinite(e, out=parity)
         np.logical_and(mask, parity, out=mask)
-        if not mask.all():  # inf / NaN / overflow: what the plain sum c + p gives
-            np.copyto(t, s, where=~mask)
+        if not mask.all():  # an overflow, or inf / NaN operands
+            np.logical_not(mask, out=mask)
+            np.copyto(t, s, where=mask)  # what the plain sum c + p gives
+            if not split_scaled:
+                redo = mask & np.isfinite(a) & np.isfinite(b) & np.isfinite(c)  # rare: temporaries are fine
+                if redo.any():  # Veltkamp's split of a factor above about 2**996 overflowed
+                    ra, rb, rc = (np.broadcast_to(x, shape)[redo] for x in (a, b, c))
+                    t = t.copy()  # the call below reuses this thread's workspace
+                    t[redo] = _fma64(ra, rb, rc, None, split_scaled=True)
     if out is None:
         return t.copy()
     np.copyto(out, t)
     return out
+
+
+def _split_high(x: np.ndarray) -> np.ndarray:
+    """The high half of Veltkamp's split of ``x``, taken of ``x * 2**-200`` (and scaled
+    back) where ``|x| > 2**990``: the same halves, without the overflow of ``x * (2**27 + 1)``."""
+    huge = np.abs(x) > _HUGE_FACTOR
+    scaled = x * np.where(huge, _SCALE, 1.0)
+    t = scaled * _SPLITTER
+    high = t - (t - scaled)
+    return high * np.where(huge, _UNSCALE, 1.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -168,10 +310,10 @@ def _fma64(a: np.ndarray, b: Any, c: np.ndarray, out: np.ndarray | None) -> np.n
 
 
 def scalar_fma(a: Any, b: Any, c: Any) -> Any:
-    """``fma(a, b, c)`` on NumPy scalars of one dtype: rounded once for float32, twice for float64."""
+    """``fma(a, b, c)`` on NumPy scalars of one dtype: float32 through float64, float64 rounded twice."""
     return fma(np.asarray(a), b, np.asarray(c))[()]
 
 
 def scalar_fma_exact(a: Any, b: Any, c: Any) -> Any:
-    """``fma(a, b, c, exact=True)`` on NumPy scalars of one dtype: rounded once in float32 and float64."""
+    """``fma(a, b, c, exact=True)`` on NumPy scalars of one dtype: correctly rounded in float32 and float64."""
     return fma(np.asarray(a), b, np.asarray(c), exact=True)[()]

@@ -47,61 +47,6 @@ def _lanes(dtype: np.dtype) -> int:
     return 4 if np.dtype(dtype) == np.float64 else 8
 
 
-def fma_exact(a: Any, b: Any, c: np.ndarray) -> np.ndarray:
-    """``a * b + c`` rounded once (torch's FMA), for float16, float32 and float64 arrays.
-
-    float64: :func:`numpy_optim._fma.fma` with ``exact=True`` (operands above 2**900
-    scaled first, :func:`_fma64_scaled`). Narrower dtypes: the
-    product is exact in float64; the float64 sum ``s`` and its exact error ``e``
-    (Knuth's TwoSum) give ``s`` rounded to odd (one ulp towards ``e`` when ``e != 0`` and
-    ``s``'s last bit is even), whose rounding to the narrow dtype is the correctly rounded
-    result (53 >= 24 + 2 bits). This removes the double-rounding tie of the plain float64
-    route, about one element in 2**29, which a bitwise claim over millions of elements
-    would otherwise meet.
-    """
-    c = np.asarray(c)
-    dtype = c.dtype
-    if dtype == np.float64:
-        return _fma64_scaled(np.asarray(a, np.float64), b, c)
-    with np.errstate(all="ignore"):
-        b = b if isinstance(b, np.ndarray) else dtype.type(b)  # torch casts the scalar first
-        p = np.multiply(np.asarray(a, np.float64), np.asarray(b, np.float64))  # exact
-        q = c.astype(np.float64)
-        s = p + q
-        v = s - p                                                   # TwoSum: s + e == p + q
-        e = (p - (s - v)) + (q - v)
-        bits = s.view(np.int64)
-        odd = (bits & 1) == 1
-        move = (e != 0) & ~odd & np.isfinite(s)
-        if move.any():
-            bits = np.where(move, bits + np.where((e > 0) == (s > 0), 1, -1), bits)
-            s = bits.view(np.float64)
-        return np.asarray(s.astype(dtype))
-
-
-_HUGE = 2.0**900  # above this, the exact float64 FMA's splitting (a * (2**27 + 1)) could overflow
-_SHIFT = 200
-
-
-def _fma64_scaled(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
-    """:func:`numpy_optim._fma.fma` with ``exact=True``, also for operands above 2**900.
-
-    There Veltkamp's split overflows and the exact FMA falls back to two roundings; so
-    such an ``a`` (or ``b``) is scaled by 2**-200 first, and ``c`` with it (powers of two:
-    exact), and the result scaled back. (A ``c`` so small that the scaling makes it
-    subnormal could then only change a result that is a tie of ``a * b`` alone.)
-    """
-    with np.errstate(all="ignore"):
-        shift_a = np.where(np.abs(a) > _HUGE, _SHIFT, 0)
-        shift_b = np.where(np.abs(b) > _HUGE, _SHIFT, 0)
-        if not shift_a.any() and not shift_b.any():
-            return np.asarray(fma(a, b, c, exact=True))
-        b_scaled = np.ldexp(b, -shift_b) if isinstance(b, np.ndarray) else float(np.ldexp(b, -int(shift_b)))
-        shift = shift_a + shift_b
-        result = fma(np.ldexp(a, -shift_a), b_scaled, np.ldexp(c, -shift), exact=True)
-        return np.asarray(np.ldexp(result, shift))
-
-
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     """torch's ``start.lerp_(end, weight)`` with a Python float weight, in place.
 
@@ -111,9 +56,9 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     w = start.dtype.type(weight)
     d = np.subtract(end, start)
     if abs(w) < 0.5:
-        start[...] = fma_exact(d, w, start)
+        fma(d, w, start, start, exact=True)
     else:
-        start[...] = fma_exact(d, w - start.dtype.type(1), end)
+        fma(d, w - start.dtype.type(1), end, start, exact=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -158,7 +103,7 @@ def _sum_of_squares_rows(x: np.ndarray) -> np.ndarray:
             s += x[:, i] * x[:, i]
         done += 4
     for i in range(done, n):                                               # tail: s = fma(x, x, s)
-        s = fma_exact(x[:, i], x[:, i], s)
+        s = fma(x[:, i], x[:, i], s, exact=True)
     return s
 
 
@@ -512,4 +457,4 @@ class Adafactor(Optimizer):
             np.divide(dt(1), update, out=update)
         np.multiply(update, g, out=update)                            # update.mul_(grad)
         denom = max(1.0, norm_all(update) / ((update.size**0.5) * d))
-        param[...] = fma_exact(update, -alpha / denom, param)        # param.add_(update, alpha=-alpha / denom)
+        fma(update, -alpha / denom, param, param, exact=True)         # param.add_(update, alpha=-alpha / denom)

@@ -17,12 +17,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from numpy_optim._fma import fma
 from numpy_optim.adafactor import (
     Adafactor,
     _sequential_sum,
     _sum_of_squares_rows,
-    fma_exact,
     lerp_,
     norm_all,
     norm_columns,
@@ -294,46 +292,6 @@ def test_sequential_sum_adds_in_order(shape, axis):
     for i in range(shape[axis]):
         expected = expected + np.take(x, i, axis=axis)
     assert _sequential_sum(x, axis).tobytes() == expected.tobytes()
-
-
-def test_fma_exact_rounds_once_where_the_float64_route_double_rounds():
-    # a*b = 2**-24 + 4688 * 2**-70 exactly ((1 + 2896 u)(1 - 2895 u) = 1 + 4688 u**2, u = 2**-23,
-    # times 2**-24); + 1 lies just above the float32 midpoint 1 + 2**-24, so the correctly
-    # rounded result is 1 + 2**-23. Rounded to float64 first, the sum is the midpoint itself,
-    # which then rounds to even: 1.
-    u = 2.0**-23
-    a = np.array([(1 + 2896 * u) * 2**-12], np.float32)
-    b = np.array([(1 - 2895 * u) * 2**-12], np.float32)
-    c = np.array([1.0], np.float32)
-    assert fma_exact(a, b, c)[0] == np.float32(1 + u)
-    assert fma(a, b, c)[0] == np.float32(1.0)  # numpy_optim._fma.fma: the rare tie
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_fma_exact_matches_the_exact_result(dtype):
-    rng = np.random.default_rng(9)
-    a, b, c = (data(rng, 2000, dtype) for _ in range(3))
-    ours = fma_exact(a, b, c)
-    for i in range(0, 2000, 7):
-        exact = rn(Fraction(float(a[i])) * Fraction(float(b[i])) + Fraction(float(c[i])), dtype)
-        assert Fraction(float(ours[i])) == exact, i
-    scalar = fma_exact(a, 0.1, c)  # a Python float is first rounded to the dtype
-    assert Fraction(float(scalar[0])) == rn(Fraction(float(a[0])) * Fraction(float(dtype(0.1)))
-                                            + Fraction(float(c[0])), dtype)
-
-
-def test_fma_exact_float64_is_exact_near_overflow():
-    # above 2**900 the exact float64 FMA's Veltkamp split would overflow; scaled by 2**-200
-    # first, the result is still rounded once
-    rng = np.random.default_rng(13)
-    a = rng.standard_normal(500) * 10.0 ** rng.uniform(280, 307, 500)
-    c = rng.standard_normal(500) * 10.0 ** rng.uniform(250, 307, 500)
-    for b in (0.5743491774985174 - 1, rng.standard_normal(500) * 0.9):
-        ours = fma_exact(a, b, c)
-        for i in range(500):
-            bi = b[i] if isinstance(b, np.ndarray) else b
-            exact = Fraction(float(a[i])) * Fraction(float(bi)) + Fraction(float(c[i]))
-            assert Fraction(float(ours[i])) == rn(exact, np.float64), i
 
 
 def test_lerp_branches_on_the_weight():

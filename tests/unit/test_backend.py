@@ -423,6 +423,24 @@ def _fma_cases(dtype, rng):
     a_grid, c_grid = (x.reshape(-1) for x in np.meshgrid(specials, specials))
     for b in specials:
         yield "grid of specials", a_grid.copy(), b, c_grid.copy()
+    if dtype == np.float32:
+        # Double-rounding ties: a * b = h (1 - t**2 u**2) exactly (u = 2**-23, a = (1 + t u) h 2**12,
+        # b = (1 - t u) 2**-12), h half an ulp of c; c + a*b rounds in float64 to the float32
+        # midpoint c + h, but lies just inside it. Both signs of a, c's significand odd or even.
+        u = 2.0**-23
+        for t in (1, 7, 100, 361):
+            c = magnitudes(n, -30, 30)
+            half = np.ldexp(1.0, np.frexp(c)[1] - 25)  # c = m 2**e with 0.5 <= |m| < 1: h = 2**(e - 25)
+            a = ((1 + t * u) * half * 2.0**12 * rng.choice([-1.0, 1.0], n)).astype(dtype)
+            yield "float32 double-rounding ties", a, dtype((1 - t * u) * 2.0**-12), c
+    if dtype == np.float64:
+        # Above about 2**996 Veltkamp's split (a * (2**27 + 1)) overflows: the exact fma splits
+        # the factor times 2**-200 (NumPy: redoing those elements; numba: every factor above
+        # 2**990). Products near and beyond the largest float64 too (both round twice there).
+        for b in (0.5743491774985174 - 1, 3.0, 1e10, -(2.0**511)):
+            yield "operands above 2**900", magnitudes(n, 270, 308), b, magnitudes(n, 250, 308)
+        for b in (1e300, -(2.0**1000), 1.7e308):
+            yield "b above 2**900", magnitudes(n, -320, 8), b, magnitudes(n, -310, 10)
 
 
 def test_exact_float64_fma_gives_ieee_signs_of_zero():
