@@ -77,13 +77,13 @@ def rmsprop_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: RMSp
     The multiply-adds torch fuses (the L2 ``add`` with ``alpha``, ``addcmul``, ``lerp``,
     the momentum step's ``add`` with ``alpha``) are rounded once in float32, as torch's FMA
     rounds them. In float64 the ones that can nearly cancel, or feed a cancellation, are
-    rounded once too (``exact=True``): the L2 term and, centered, every one: the ``lerp``
-    of :math:`\bar g`, :math:`v_t - \bar g_t^2` (which feeds a square root), the
-    ``addcmul`` of :math:`v_t` (whose rounding error that difference amplifies) and the
-    momentum step's ``add`` (the parity harness found closed-loop cases where its second
-    rounding drifted from torch). Not centered, the ``addcmul`` of :math:`v_t` (a sum of
-    non-negative terms) and the momentum step's ``add`` are rounded twice. ``buf.mul_(momentum).addcdiv_``
-    and ``addcdiv`` are not fused (each operation rounded).
+    rounded once too (``exact=True``): the L2 term, the momentum step's ``add`` (the
+    parity harness found closed-loop cases, centered or not, where its second rounding
+    drifted from torch) and, centered, the ``lerp`` of :math:`\bar g`,
+    :math:`v_t - \bar g_t^2` (which feeds a square root) and the ``addcmul`` of
+    :math:`v_t` (whose rounding error that difference amplifies). Not centered, the
+    ``addcmul`` of :math:`v_t` (a sum of non-negative terms) is rounded twice.
+    ``buf.mul_(momentum).addcdiv_`` and ``addcdiv`` are not fused (each operation rounded).
     """
     param, grad, square_avg = arrays[:3]
     t, u = scratch[:2]
@@ -119,7 +119,7 @@ def rmsprop_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: RMSp
         np.multiply(buf, k.momentum, buf)  # torch: buf.mul_(momentum).addcdiv_(grad, avg)
         np.divide(grad, t, u)
         np.add(buf, u, buf)
-        fma(buf, k.neg_lr, param, param, work=w, exact=k.centered)  # torch: param.add_(buf, alpha=-lr)
+        fma(buf, k.neg_lr, param, param, work=w, exact=True)  # torch: param.add_(buf, alpha=-lr)
     else:
         np.multiply(k.neg_lr, grad, u)  # torch: param.addcdiv_(grad, avg, value=-lr), three roundings
         np.divide(u, t, u)
@@ -176,10 +176,7 @@ def rmsprop_compiled(
                 if momentum_on:
                     b = buf[i] * momentum + g / avg  # np.multiply(buf, momentum); np.divide; np.add
                     buf[i] = b
-                    if centered:  # fma(buf, -lr, param, exact=centered)
-                        param[i] = scalar_fma_exact(b, neg_lr, p)
-                    else:
-                        param[i] = scalar_fma(b, neg_lr, p)
+                    param[i] = scalar_fma_exact(b, neg_lr, p)  # fma(buf, -lr, param, exact=True)
                 else:
                     param[i] = p + (neg_lr * g) / avg  # np.multiply(-lr, grad); np.divide; np.add
 
