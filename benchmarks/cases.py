@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -145,12 +146,15 @@ def build(config: Config, size: str, side: str) -> Callable[[], None]:
             tensor = torch.from_numpy(p)
             tensor.grad = torch.from_numpy(g)
             tensors.append(tensor)
+        cls = getattr(torch.optim, config.optimizer)
         flags = {
-            "torch-default": {"foreach": None, "fused": None},
+            # the default path; only SGD, Adam, AdamW and Adagrad have a ``fused`` argument
+            "torch-default": {"foreach": None, **({"fused": None} if "fused" in inspect.signature(cls).parameters
+                                                  else {})},
             "torch-foreach": {"foreach": True},
             "torch-fused": {"fused": True},
         }[side]
-        step = getattr(torch.optim, config.optimizer)(tensors, **config.kwargs, **flags).step
+        step = cls(tensors, **config.kwargs, **flags).step
     for _ in range(2):  # SGD with momentum compiles two kernels: its first step and the others
         step()
     return step
