@@ -362,7 +362,7 @@ class Optimizer:
         whether any was created now."""
         buffers, first = [], False
         for name in self._kernel_buffers(hyper):
-            buffer, created = self._buffer(index, name, param)
+            buffer, created = self._buffer(index, name, param, hyper)
             buffers.append(buffer)
             first = first or created
         return tuple(buffers), first
@@ -487,12 +487,16 @@ class Optimizer:
                 written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
                 _blocks.run(self._kernel, items, k, written=written, n_scratch=self._n_scratch)
 
-    def _buffer(self, index: int, name: str, like: np.ndarray) -> tuple[np.ndarray, bool]:
-        """Entry ``index``'s buffer ``name``, created as zeros if missing; ``(buffer, created)``."""
+    def _buffer(
+        self, index: int, name: str, like: np.ndarray, hyper: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, bool]:
+        """Entry ``index``'s buffer ``name``, created at its fill value (zeros unless the
+        optimizer says otherwise) if missing; ``(buffer, created)``. ``hyper``: the entry's
+        hyperparameters, when the caller has resolved them already."""
         buffers = self.state.setdefault(index, {})
         created = name not in buffers
         if created:
-            fill = self._buffer_fill(name, self._hyperparameters(index))
+            fill = self._buffer_fill(name, hyper if hyper is not None else self._hyperparameters(index))
             buffers[name] = np.zeros_like(like) if fill == 0.0 else np.full_like(like, fill)
         return buffers[name], created
 
