@@ -1,6 +1,6 @@
 """numpy_optim: NumPy optimizers that match torch.optim, updating parameters in place."""
 
-from . import mlp, problems, verification
+from . import lr_scheduler, mlp, problems, verification
 from ._backend import backend, use_backend
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -43,5 +43,6 @@ __all__ = [
     "problems",
     "verification",
     "mlp",
+    "lr_scheduler",
 ]
 __version__ = "0.1.0"

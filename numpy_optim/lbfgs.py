@@ -410,6 +410,10 @@ class LBFGS(Optimizer):
     (8.0, array([0.]))
     """
 
+    #: Its entries are not torch parameter groups (torch's LBFGS has one group): they cannot
+    #: carry their own lr, so numpy_optim.lr_scheduler refuses an LBFGS optimizer.
+    _entries_are_groups = False
+
     _validators = {
         "lr": _check_lr,
         "max_iter": _check_positive_int,

@@ -114,6 +114,24 @@ def check_gradient(where: str, param: np.ndarray, grad: Any) -> np.ndarray:
     return grad
 
 
+#: Keys a learning-rate scheduler keeps in an entry, as torch's schedulers keep them in a
+#: parameter group (numpy_optim.lr_scheduler, numpy_optim.swa_utils.SWALR). They are not
+#: hyperparameters: the optimizer checks that they are finite numbers, carries them in its
+#: state dicts, and otherwise ignores them.
+SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "swa_lr"})
+
+
+def check_scheduler_keys(where: str, entry: Mapping[str, Any]) -> dict[str, float]:
+    """An entry's :data:`SCHEDULER_KEYS` values, checked (finite real numbers) and as floats."""
+    checked = {}
+    for name in SCHEDULER_KEYS.intersection(entry):
+        try:
+            checked[name] = _real(name, entry[name])
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{where}{error}") from None
+    return checked
+
+
 #: The keys of a state dict (see :meth:`Optimizer.state_dict`).
 STATE_DICT_KEYS = frozenset({"step", "defaults", "param_groups", "state", "initial_lrs"})
 
@@ -221,7 +239,7 @@ class Optimizer:
         return self._resolve(self.param_groups[index], f"params[{index}]: ")
 
     def _resolve(self, entry: Entry | None, where: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        overrides = {k: v for k, v in (entry or {}).items() if k not in ("params", "grad")}
+        overrides = {k: v for k, v in (entry or {}).items() if k not in _NOT_HYPERPARAMETERS}
         merged = {**(self.defaults if defaults is None else defaults), **self._check_hyperparameters(where, overrides)}
         try:
             self._check_combination(merged)
@@ -257,6 +275,7 @@ class Optimizer:
                 raise ValueError(f"{where}['params'] is the same array as params[{seen[id(param)]}]['params']")
             seen[id(param)] = index
             hyper = self._resolve(entry, f"{where}: ", defaults)
+            check_scheduler_keys(f"{where}: ", entry)
             for name, buffer in self.state.get(index, {}).items():
                 if isinstance(buffer, np.ndarray) and not buffer.flags.writeable:
                     raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
@@ -589,7 +608,9 @@ class Optimizer:
             where = f"state_dict['param_groups'][{index}]: "
             if not isinstance(overrides, Mapping):
                 raise TypeError(f"{where}expected a dict, got {type(overrides).__name__}")
-            overrides = self._check_hyperparameters(where, dict(overrides))
+            scheduler_keys = check_scheduler_keys(where, overrides)
+            overrides = self._check_hyperparameters(
+                where, {k: v for k, v in overrides.items() if k not in SCHEDULER_KEYS})
             hyper = {**defaults, **overrides}
             try:
                 self._check_combination(hyper)
@@ -621,7 +642,7 @@ class Optimizer:
                 )
             if saved:
                 new_state[index] = {name: np.array(array, copy=True) for name, array in saved.items()}
-            new_overrides.append(overrides)
+            new_overrides.append({**overrides, **scheduler_keys})
         # Every check passed: apply.
         self.defaults = defaults
         for entry, overrides in zip(self.param_groups, new_overrides):
@@ -721,4 +742,5 @@ class _Plan:
 
 
 _PARAMS_AND_GRAD = operator.itemgetter("params", "grad")
+_NOT_HYPERPARAMETERS = SCHEDULER_KEYS | {"params", "grad"}
 _NO_BUFFERS: dict[str, np.ndarray] = {}

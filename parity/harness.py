@@ -39,6 +39,11 @@ class SideStats:
     worst_ratio: float = 0.0
     worst_error: float = 0.0
     worst_case: dict[str, Any] = field(default_factory=dict)
+    # Bitwise rows (torch's schedulers, clipping, averaging): every compared value must
+    # equal torch's to the last bit; ``compared`` values were checked, ``differing`` were not equal.
+    bitwise: bool = False
+    compared: int = 0
+    differing: int = 0
 
 
 @dataclass
