@@ -541,7 +541,8 @@ class StepLR(LRScheduler):
         _check_optimizer(optimizer)
         step_size = _number("step_size", step_size)
         if step_size == 0:
-            raise ValueError(f"Invalid step_size value: {step_size!r} (must be nonzero: the lr decays every step_size epochs)")
+            raise ValueError(f"Invalid step_size value: {step_size!r} (must be nonzero: the lr decays every "
+                             "step_size epochs)")
         self.step_size = step_size
         self.gamma = _number("gamma", gamma)
         super().__init__(optimizer, last_epoch)
@@ -1206,10 +1207,9 @@ class CyclicLR(LRScheduler):
             for lr, group in zip(base_lrs, optimizer.param_groups, strict=True):
                 group["lr"] = lr
         self.max_lrs = max_lrs
-        step_size_up = float(up)
-        step_size_down = float(down)
-        self.total_size = step_size_up + step_size_down
-        self.step_ratio = step_size_up / self.total_size
+        up, down = float(up), float(down)
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
         self.mode = mode
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
@@ -1441,7 +1441,8 @@ class OneCycleLR(LRScheduler):
         lrs = []
         step_num = self.last_epoch
         if step_num > self.total_steps:
-            raise ValueError(f"Tried to step {step_num} times. The specified number of total steps is {self.total_steps}")
+            raise ValueError(f"Tried to step {step_num} times. The specified number of total steps is "
+                             f"{self.total_steps}")
         for group in self.optimizer.param_groups:
             start_step = 0.0
             for i, phase in enumerate(self._schedule_phases):
@@ -1463,7 +1464,8 @@ class OneCycleLR(LRScheduler):
         """Advance one step; refused, before anything changes, past ``total_steps``."""
         next_epoch = self.last_epoch + 1 if epoch is None else epoch
         if next_epoch > self.total_steps:
-            raise ValueError(f"Tried to step {next_epoch} times. The specified number of total steps is {self.total_steps}")
+            raise ValueError(f"Tried to step {next_epoch} times. The specified number of total steps is "
+                             f"{self.total_steps}")
         super().step(epoch)
 
 
