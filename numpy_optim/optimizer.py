@@ -467,13 +467,21 @@ class Optimizer:
         ]
         whole = [(arrays[i], plain, False) for i in plan.plain_whole]
         regrouped: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # Entries with the same overrides (a scheduler gives them all the same lr) are resolved once.
+        resolved: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]] = {}
         for index in plan.overriding:
             entry = self.param_groups[index]
-            hyper = self._resolve(entry, f"params[{index}]: ", defaults)
-            if self._kernel_buffers(hyper) != plan.names[index]:
+            memo_key = _overrides_key(entry)
+            if memo_key in resolved:
+                hyper, names, key = resolved[memo_key]
+            else:
+                hyper = self._resolve(entry, f"params[{index}]: ", defaults)
+                names, key = self._kernel_buffers(hyper), _blocks.group_key(entry, hyper, False)
+                resolved[memo_key] = hyper, names, key
+            if names != plan.names[index]:
                 return None  # its hyperparameters changed which buffers the entry has
             if plan.blockable[index]:
-                group = regrouped.setdefault(_blocks.group_key(entry, hyper, False), (hyper, False, [], [], None))
+                group = regrouped.setdefault(key, (hyper, False, [], [], None))
                 group[2].append(arrays[index])
                 group[3].append(plan.rows[index])
             else:
@@ -743,4 +751,15 @@ class _Plan:
 
 _PARAMS_AND_GRAD = operator.itemgetter("params", "grad")
 _NOT_HYPERPARAMETERS = SCHEDULER_KEYS | {"params", "grad"}
+
+
+def _overrides_key(entry: Entry) -> tuple[Any, ...]:
+    """An entry's overrides as a key that tells apart every pair of values the validators or
+    the arithmetic tell apart: types (``True`` against ``1``), and ``-0.0`` against ``0.0``
+    (floats by their hex digits, anything but a plain int, bool, str or None by its repr)."""
+    return tuple(
+        (name, type(value), value.hex() if type(value) is float
+         else value if value is None or type(value) in (int, bool, str) else repr(value))
+        for name, value in entry.items() if name not in _NOT_HYPERPARAMETERS
+    )
 _NO_BUFFERS: dict[str, np.ndarray] = {}

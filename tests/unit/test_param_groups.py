@@ -107,3 +107,30 @@ def test_changing_optimizer_lr_does_not_touch_entries_with_their_own_lr():
     opt.step()
     assert x[0] == pytest.approx(0.8, rel=1e-15)
     assert y[0] == pytest.approx(0.99, rel=1e-15)
+
+
+def test_entries_with_equal_looking_overrides_are_still_told_apart_on_the_reused_plan():
+    """The plan resolves entries with the same overrides once; values that compare equal but
+    validate or compute differently must not share a resolution."""
+    import numpy_optim
+
+    entries = [{"params": np.full(3, -0.0), "grad": np.ones(3), "maximize": True, "lr": 0.1} for _ in range(2)]
+    opt = numpy_optim.SGD(entries)
+    opt.step()
+    opt.step()  # the plan is kept from here on
+    entries[1]["maximize"] = 1  # == True, but not a bool
+    with pytest.raises(TypeError, match=r"params\[1\]: Invalid maximize: 1"):
+        opt.step()
+    # lr 0.0 and -0.0 compare equal, but the update -lr * g tells them apart on a -0.0 parameter
+    for entry, lr in zip(entries, (0.0, -0.0)):
+        entry.update(params=np.full(3, -0.0), lr=lr, maximize=False)
+    opt = numpy_optim.SGD(entries)
+    opt.step()
+    opt.step()
+    alone = []
+    for lr in (0.0, -0.0):  # each in an optimizer of its own: nothing to share
+        single = [{"params": np.full(3, -0.0), "grad": np.ones(3), "lr": lr}]
+        numpy_optim.SGD(single).step()
+        alone.append(single[0]["params"])
+    assert np.signbit(alone[0]).all() and not np.signbit(alone[1]).any()  # the two lrs give different zeros
+    assert [e["params"].tobytes() for e in entries] == [a.tobytes() for a in alone]
