@@ -1,8 +1,9 @@
 r"""Adafactor: factored second moments, relative step sizes, update clipping.
 
 Not elementwise: every step reduces (norms of rows, columns and whole arrays, a mean over
-rows), so the class overrides :meth:`Optimizer._update` and the file holds, instead of a
-kernel pair, torch's reductions written in NumPy, in torch's order of additions. Together
+rows), so the class overrides :meth:`Optimizer._update` and uses, instead of a kernel
+pair, torch's reductions written in NumPy, in torch's order of additions
+(numpy_optim/_reductions.py, shared with gradient clipping). Together
 with torch's scalar math (Python floats) and its fused multiply-adds (rounded once), a
 float32 or float64 trajectory is then bit for bit torch's single-tensor CPU path
 (``tests/parity/test_adafactor_torch.py``); torch uses no MKL ``sqrt`` here (its norms
@@ -28,23 +29,25 @@ makes sure of that.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 import numpy as np
 
 from ._fma import fma
+from ._reductions import (  # noqa: F401  (the private two are re-exported for tests/unit/test_adafactor.py)
+    _sequential_sum,
+    _sum_of_squares_rows,
+    norm_all,
+    norm_columns,
+    norm_rows,
+    torch_sum,
+)
 from .optimizer import Optimizer, _real, check_bool
 
 # --------------------------------------------------------------------------------------
 # Rounding helpers
 # --------------------------------------------------------------------------------------
-
-
-def _lanes(dtype: np.dtype) -> int:
-    """The vector width of torch's reductions: 256 bits (8 float32, 4 float64 lanes)."""
-    return 4 if np.dtype(dtype) == np.float64 else 8
 
 
 def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
@@ -59,167 +62,6 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
         fma(d, w, start, start, exact=True)
     else:
         fma(d, w - start.dtype.type(1), end, start, exact=True)
-
-
-# --------------------------------------------------------------------------------------
-# torch's reductions
-# --------------------------------------------------------------------------------------
-
-
-def _sequential_sum(x: np.ndarray, axis: int) -> np.ndarray:
-    """``0 + x[0] + x[1] + ...`` along ``axis``, each addition rounded, in order.
-
-    ``np.add.reduce`` adds in order along any axis but the innermost one (which it may
-    sum pairwise); the axes after ``axis`` must hold more than one element, or the loop
-    runs in Python over ``axis``.
-    """
-    axis = axis % x.ndim
-    if math.prod(x.shape[axis + 1:]) > 1:
-        return np.add.reduce(x, axis=axis)
-    total = np.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
-    for i in range(x.shape[axis]):
-        total += np.take(x, i, axis=axis)
-    return total
-
-
-def _sum_of_squares_rows(x: np.ndarray) -> np.ndarray:
-    """Each row's sum of squares as torch's 2-norm adds it (before the square root).
-
-    ``x`` has shape ``(rows, n)``; float32 and float64 (float16 is squared in float32).
-    """
-    if x.dtype == np.float16:
-        return _sum_of_squares_rows(x.astype(np.float32))
-    rows, n = x.shape
-    lanes = _lanes(x.dtype)
-    body = n - n % lanes
-    squares = np.multiply(x[:, :body], x[:, :body])                       # rn(x*x), no FMA
-    acc = _sequential_sum(squares.reshape(rows, body // lanes, lanes), axis=1)  # lane j, in order
-    s = acc[:, 0].copy()
-    for j in range(1, lanes):                                              # lanes combined in order
-        s += acc[:, j]
-    done = body
-    if x.dtype == np.float32 and n - done >= 4:                            # float32: 4-element epilogue
-        for i in range(done, done + 4):
-            s += x[:, i] * x[:, i]
-        done += 4
-    for i in range(done, n):                                               # tail: s = fma(x, x, s)
-        s = fma(x[:, i], x[:, i], s, exact=True)
-    return s
-
-
-def norm_rows(x: np.ndarray) -> np.ndarray:
-    """torch's ``torch.norm(x, dim=-1)`` (and, on ``x.reshape(1, -1)``, ``x.norm(2)``).
-
-    Returns an array of shape ``x.shape[:-1]`` and ``x``'s dtype: each row's
-    :func:`_sum_of_squares_rows`, then the IEEE square root. A reduction over one element
-    is ``|x|`` in torch (no square to underflow or overflow).
-    """
-    x = np.ascontiguousarray(x)
-    if x.shape[-1] == 1:
-        return np.abs(x[..., 0])
-    s = _sum_of_squares_rows(x.reshape(-1, x.shape[-1]))
-    return np.sqrt(s).astype(x.dtype, copy=False).reshape(x.shape[:-1])
-
-
-def norm_all(x: np.ndarray) -> float:
-    """``x.norm(2).item()``: the 2-norm of all of ``x`` (any shape, 0-d too) as a Python float."""
-    return float(norm_rows(np.reshape(x, (1, -1)))[0])
-
-
-def norm_columns(x: np.ndarray) -> np.ndarray:
-    """torch's ``torch.norm(x, dim=-2)`` for ``x`` of shape ``(..., m, n)``.
-
-    With ``n > 1`` each column's squares are added sequentially over the rows (no FMA);
-    with ``n == 1`` the reduced axis is contiguous and torch takes the lane algorithm
-    (:func:`norm_rows`); over one row, ``|x|``. Returns shape ``x.shape[:-2] + (n,)``.
-    """
-    x = np.ascontiguousarray(x)
-    if x.shape[-1] == 1:
-        return norm_rows(x[..., 0])[..., None]
-    if x.shape[-2] == 1:
-        return np.abs(x[..., 0, :])
-    work = x.astype(np.float32) if x.dtype == np.float16 else x
-    s = _sequential_sum(np.multiply(work, work), axis=-2)                # s = rn(s + rn(x*x)) over rows
-    return np.sqrt(s).astype(x.dtype, copy=False)
-
-
-def _ceil_log2(value: int) -> int:
-    return 0 if value <= 1 else int(value - 1).bit_length()
-
-
-def _multi_row_sum(v: np.ndarray) -> np.ndarray:
-    """SumKernel.cpp ``multi_row_sum`` over axis 1 of ``v`` (``(rows, size, *lanes)``).
-
-    Four accumulator levels: level 0 adds ``step = 2**max(4, ceil_log2(size) // 4)``
-    loads in order and passes its sum to level 1; level 1 passes its sum on every ``step``
-    chunks, level 2 every ``step**2``; level 3 keeps everything. At the end the loads left
-    over go to level 0, and level 0 + level 1 + level 2 + level 3, in that order.
-    """
-    rows, size, rest = v.shape[0], v.shape[1], v.shape[2:]
-    step = 1 << max(4, _ceil_log2(size) // 4)
-    chunks = size // step
-    level0 = _sequential_sum(v[:, : chunks * step].reshape(rows, chunks, step, *rest), axis=2)
-    groups1 = chunks // step
-    level1 = _sequential_sum(level0[:, : groups1 * step].reshape(rows, groups1, step, *rest), axis=2)
-    groups2 = groups1 // step
-    level2 = _sequential_sum(level1[:, : groups2 * step].reshape(rows, groups2, step, *rest), axis=2)
-    acc0 = _sequential_sum(v[:, chunks * step:], axis=1)                  # the loads after the last chunk
-    acc1 = _sequential_sum(level0[:, groups1 * step:], axis=1)            # chunks not yet passed on
-    acc2 = _sequential_sum(level1[:, groups2 * step:], axis=1)
-    acc3 = _sequential_sum(level2, axis=1)
-    return ((acc0 + acc1) + acc2) + acc3
-
-
-def _row_sum(v: np.ndarray) -> np.ndarray:
-    """SumKernel.cpp ``row_sum`` (4 interleaved streams) over axis 1 of ``v`` (``(rows, size, *lanes)``)."""
-    rows, size, rest = v.shape[0], v.shape[1], v.shape[2:]
-    quads = size // 4
-    streams = _multi_row_sum(v[:, : 4 * quads].reshape(rows, quads, 4, *rest))  # stream k: loads 4i + k
-    total = streams[:, 0].copy()
-    for i in range(4 * quads, size):                                           # leftover loads to stream 0
-        total += v[:, i]
-    for k in range(1, 4):
-        total += streams[:, k]
-    return total
-
-
-#: torch splits a reduction to a single value over more elements than this among its threads.
-GRAIN_SIZE = 32768
-
-
-def torch_sum(x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """torch's ``x.sum(dim=-1)`` of a C-contiguous ``x`` (``(rows, n)`` -> ``(rows,)``).
-
-    The cascade sum of SumKernel.cpp: with ``n`` below the lane count, the scalar
-    :func:`_row_sum`; else :func:`_row_sum` of the ``n // L`` vectors of ``L`` lanes, then
-    ``final = 0 + the scalar tail`` in order, ``+ lane[0] + ... + lane[L-1]``, and the
-    output ``0 + final``.
-
-    ``threads``: torch's ``get_num_threads()``. When the result is one value (one row)
-    of more than :data:`GRAIN_SIZE` elements, torch splits it into
-    ``min(threads, ceil(n / GRAIN_SIZE))`` chunks of ``ceil(n / chunks)`` elements and
-    adds the chunk sums in order; with several rows every row is summed whole.
-    """
-    rows, n = x.shape
-    if rows == 1 and threads > 1 and n > GRAIN_SIZE:
-        parts = min(threads, -(-n // GRAIN_SIZE))
-        size = -(-n // parts)
-        total = np.zeros(1, x.dtype)
-        for begin in range(0, n, size):
-            total += torch_sum(x[:, begin: begin + size])
-        return total
-    lanes = _lanes(x.dtype)
-    zero = x.dtype.type(0)
-    if n < lanes:
-        return _row_sum(x) + zero
-    vectors = n // lanes
-    lane_sums = _row_sum(x[:, : vectors * lanes].reshape(rows, vectors, lanes))
-    final = np.zeros(rows, x.dtype)
-    for k in range(vectors * lanes, n):                                        # the scalar tail first
-        final += x[:, k]
-    for k in range(lanes):                                                     # then the lanes, in order
-        final += lane_sums[:, k]
-    return final + zero
 
 
 # --------------------------------------------------------------------------------------
