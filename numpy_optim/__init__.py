@@ -1,6 +1,6 @@
 """numpy_optim: NumPy optimizers that match torch.optim, updating parameters in place."""
 
-from . import lr_scheduler, mlp, problems, verification
+from . import lr_scheduler, mlp, problems, swa_utils, verification
 from ._backend import backend, use_backend
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -8,6 +8,7 @@ from .adagrad import Adagrad
 from .adam import Adam, AdamW, adam_update_
 from .adamax import Adamax
 from .asgd import ASGD
+from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .lbfgs import LBFGS
 from .nadam import NAdam
 from .optimizer import Optimizer
@@ -44,5 +45,10 @@ __all__ = [
     "verification",
     "mlp",
     "lr_scheduler",
+    "swa_utils",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
 ]
 __version__ = "0.1.0"

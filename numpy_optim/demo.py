@@ -58,6 +58,7 @@ FIGURES: dict[str, tuple[float, float]] = {
     "loss_curves.png": (8.0, 4.5),
     "rest_of_torch_optim.png": (8.0, 7.5),
     "schedules.png": (8.0, 4.0),
+    "lr_schedulers.png": (12.0, 11.0),
     "adam_l2_vs_adamw.png": (8.0, 4.0),
     "parity.png": (8.0, 5.5),
 }
@@ -412,6 +413,75 @@ def schedule_curves(steps: int = SCHEDULE_STEPS, with_torch: bool = True) -> dic
     return {"ours": ours, "torch": torch_schedule_curves(steps) if with_torch else None}
 
 
+#: torch.optim.lr_scheduler's schedulers (and swa_utils.SWALR) as lr_schedulers.png draws them:
+#: name -> build(lr_scheduler, swa_utils, optimizer). The same function builds ours
+#: (numpy_optim.lr_scheduler, numpy_optim.swa_utils) and torch's (torch.optim.lr_scheduler,
+#: torch.optim.swa_utils): the APIs are the same. The optimizer is SGD with lr 0.1 and momentum 0.9.
+LR_SCHEDULER_STEPS = 100
+LR_SCHEDULERS: dict[str, Callable[[Any, Any, Any], Any]] = {
+    "LambdaLR": lambda S, A, o: S.LambdaLR(o, lambda e: 1 / (1 + 0.05 * e)),
+    "MultiplicativeLR": lambda S, A, o: S.MultiplicativeLR(o, lambda e: 0.97),
+    "StepLR": lambda S, A, o: S.StepLR(o, step_size=20, gamma=0.5),
+    "MultiStepLR": lambda S, A, o: S.MultiStepLR(o, milestones=[30, 60, 80], gamma=0.5),
+    "ConstantLR": lambda S, A, o: S.ConstantLR(o, factor=0.5, total_iters=40),
+    "LinearLR": lambda S, A, o: S.LinearLR(o, start_factor=0.1, total_iters=50),
+    "ExponentialLR": lambda S, A, o: S.ExponentialLR(o, gamma=0.97),
+    "PolynomialLR": lambda S, A, o: S.PolynomialLR(o, total_iters=80, power=2.0),
+    "CosineAnnealingLR": lambda S, A, o: S.CosineAnnealingLR(o, T_max=40, eta_min=0.01),
+    "SequentialLR": lambda S, A, o: S.SequentialLR(
+        o, [S.LinearLR(o, start_factor=0.1, total_iters=20), S.CosineAnnealingLR(o, T_max=80)], milestones=[20]),
+    "ChainedScheduler": lambda S, A, o: S.ChainedScheduler(
+        [S.ExponentialLR(o, gamma=0.98), S.StepLR(o, step_size=25, gamma=0.5)]),
+    "ReduceLROnPlateau": lambda S, A, o: S.ReduceLROnPlateau(o, patience=5, factor=0.5),
+    "CyclicLR": lambda S, A, o: S.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=10, mode="triangular2"),
+    "OneCycleLR": lambda S, A, o: S.OneCycleLR(o, max_lr=0.1, total_steps=LR_SCHEDULER_STEPS),
+    "CosineAnnealingWarmRestarts": lambda S, A, o: S.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=2, eta_min=0.001),
+    "SWALR": lambda S, A, o: A.SWALR(o, swa_lr=0.02, anneal_epochs=30),
+}
+
+
+def plateau_metric(step: int) -> float:
+    """The validation loss ReduceLROnPlateau sees in the figure: improving, then flat from step 30."""
+    return 1.0 / (1 + min(step, 30))
+
+
+def lr_scheduler_curve(lr_scheduler: Any, swa_utils: Any, optimizer: Any, name: str,
+                       steps: int = LR_SCHEDULER_STEPS) -> np.ndarray:
+    """The learning rate (first entry or group) at steps 0 .. ``steps - 1`` of
+    ``LR_SCHEDULERS[name]``, built on ``optimizer`` from the given modules (numpy_optim's or
+    torch's): ``optimizer.step()`` then ``scheduler.step()``, as a training loop does."""
+    scheduler = LR_SCHEDULERS[name](lr_scheduler, swa_utils, optimizer)
+    lrs = []
+    for step in range(steps):
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        if name == "ReduceLROnPlateau":
+            scheduler.step(plateau_metric(step))
+        else:
+            scheduler.step()
+    return np.array(lrs)
+
+
+def lr_scheduler_curves(with_torch: bool = True) -> dict[str, Any]:
+    """``{"ours": {name: lrs}, "torch": {name: lrs} or None}`` for every scheduler of
+    :data:`LR_SCHEDULERS` (torch's through ``parity.registry``; numpy_optim never imports torch)."""
+    from . import lr_scheduler, swa_utils
+
+    ours = {}
+    for name in LR_SCHEDULERS:
+        entries = [{"params": np.zeros(4), "grad": np.full(4, 0.1)}]
+        ours[name] = lr_scheduler_curve(lr_scheduler, swa_utils, SGD(entries, lr=0.1, momentum=0.9), name)
+    theirs = None
+    if with_torch:
+        try:
+            from parity.registry import torch_lr_scheduler_curve
+        except ImportError:  # torch is not installed
+            pass
+        else:
+            theirs = {name: torch_lr_scheduler_curve(name) for name in LR_SCHEDULERS}
+    return {"ours": ours, "torch": theirs}
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -735,6 +805,35 @@ def plot_schedules(curves: dict[str, Any]) -> Figure:
     return fig
 
 
+def plot_lr_schedulers(curves: dict[str, Any]) -> Figure:
+    """Every torch scheduler's lr curve from numpy_optim.lr_scheduler, torch's overlaid, with the
+    number of steps whose lr differs from torch's in any bit."""
+    fig = _figure("lr_schedulers.png")
+    axes = fig.subplots(4, 4).ravel()
+    theirs = curves["torch"]
+    for index, (ax, name) in enumerate(zip(axes, LR_SCHEDULERS)):
+        ours = curves["ours"][name]
+        steps = np.arange(len(ours))
+        ax.plot(steps, ours, "-", color="C0", lw=2.4, label="numpy_optim.lr_scheduler")
+        if theirs is not None:
+            ax.plot(steps, theirs[name], ":", color="C3", lw=2.0, label="torch.optim.lr_scheduler")
+            differ = int(np.count_nonzero(ours.view(np.int64) != theirs[name].view(np.int64)))
+            ax.text(0.97, 0.93, f"{differ} of {len(ours)} differ", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=9)
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.set_xlabel("step", fontsize=9)
+        if index % 4 == 0:
+            ax.set_ylabel("learning rate", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    if theirs is None:
+        fig.suptitle("torch.optim.lr_scheduler in numpy_optim (torch not installed: no overlay)")
+    else:
+        fig.suptitle("torch.optim.lr_scheduler in numpy_optim, torch's overlaid (SGD, lr 0.1, momentum 0.9)")
+    return fig
+
+
 def _schedule_title(schedule: LRScheduler) -> str:
     if isinstance(schedule, StepDecayScheduler):
         return f"×{schedule.decay_factor:g} every {schedule.step_size} steps"
@@ -786,7 +885,9 @@ def plot_parity(report: dict[str, Any]) -> Figure:
     fig = _figure("parity.png")
     ax = fig.add_subplot()
     order = {"SGD": 0, "Adam": 1, "AdamW": 2, "StepDecayScheduler": 3, "CosineScheduler": 4, "WarmupCosineScheduler": 5}
-    rows = sorted(report["rows"], key=lambda r: (order.get(r["pair"], 9), r["pair"], r["dtype"], r["torch_side"]))
+    tolerance_rows = [r for r in report["rows"] if not r.get("bitwise")]
+    bitwise = [r for r in report["rows"] if r.get("bitwise")]
+    rows = sorted(tolerance_rows, key=lambda r: (order.get(r["pair"], 9), r["pair"], r["dtype"], r["torch_side"]))
     ratios = [r.get("worst_ratio") for r in rows]
     finite = [x for x in ratios if x is not None and math.isfinite(x) and x > 0]
     floor = 10 ** math.floor(math.log10(min(finite + [1.0]) / 3))
@@ -816,8 +917,12 @@ def plot_parity(report: dict[str, Any]) -> Figure:
     ax.set_xlabel("worst error / bound (log scale; ≤ 1 passes)")
     status = "passed" if report.get("passed") else f"FAILED ({len(report.get('failures', []))} pair(s))"
     versions = report.get("versions", {})
-    ax.set_title(f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}, "
-                 f"{report.get('seconds', '?')} s): {status}")
+    title = (f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}, "
+             f"{report.get('seconds', '?')} s): {status}")
+    if bitwise:
+        title += (f"\n{len(bitwise)} bitwise rows (schedulers, clipping, averaging): "
+                  f"{sum(r['differing'] for r in bitwise)} of {sum(r['compared'] for r in bitwise)} values differ")
+    ax.set_title(title)
     handles = [Patch(color="C0", label="float64"), Patch(color="C1", label="float32"),
                Patch(facecolor="grey", hatch="//", edgecolor="white", label="torch fused path")]
     handles.append(ax.get_lines()[0])
@@ -867,6 +972,7 @@ def build_figures(
         "loss_curves.png": lambda: plot_loss_curves(loss_curves(rosenbrock())),
         "rest_of_torch_optim.png": lambda: plot_rest_of_torch_optim(rest_of_torch_optim(cache.get("runs"))),
         "schedules.png": lambda: plot_schedules(schedule_curves(with_torch=with_torch)),
+        "lr_schedulers.png": lambda: plot_lr_schedulers(lr_scheduler_curves(with_torch=with_torch)),
         "adam_l2_vs_adamw.png": lambda: plot_weight_distribution(weight_distribution()),
     }
     figures = {name: builders[name]() for name in FIGURES if name in wanted and name in builders}

@@ -95,6 +95,20 @@ def torch_learning_rates(pair: str, kwargs: dict[str, Any], steps: int) -> list[
     return lrs
 
 
+def torch_lr_scheduler_curve(name: str) -> Any:
+    """torch's curve for the demo figure's scheduler ``name`` (numpy_optim.demo.LR_SCHEDULERS):
+    the same construction on a torch SGD with lr 0.1 and momentum 0.9."""
+    import warnings
+
+    from numpy_optim.demo import lr_scheduler_curve
+
+    optimizer = torch.optim.SGD([torch.zeros(4, requires_grad=True)], lr=0.1, momentum=0.9)
+    optimizer.param_groups[0]["params"][0].grad = torch.full((4,), 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lr_scheduler_curve(torch.optim.lr_scheduler, torch.optim.swa_utils, optimizer, name)
+
+
 OPTIMIZERS: dict[str, OptimizerPair] = {
     "SGD": OptimizerPair(
         name="SGD",

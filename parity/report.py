@@ -22,6 +22,7 @@ def _row(key: tuple[str, str, str], side: Any) -> dict[str, Any]:
         "pair": pair, "dtype": dtype, "torch_side": which, "cases": side.cases, "steps": side.steps,
         "judged": side.judged, "unjudged": side.unjudged, "worst_error": side.worst_error,
         "worst_ratio": side.worst_ratio, "worst_case": side.worst_case,
+        "bitwise": side.bitwise, "compared": side.compared, "differing": side.differing,
     }
 
 
@@ -60,12 +61,37 @@ def _case_summary(case: dict[str, Any]) -> str:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
+    """The tolerance rows (optimizers, the specification's schedules), then the bitwise rows
+    (torch's schedulers, clipping, averaging)."""
+    rows = [r for r in report["rows"] if not r.get("bitwise")]
+    bitwise = [r for r in report["rows"] if r.get("bitwise")]
+    parts = [_tolerance_table(rows)] if rows else []
+    if bitwise:
+        parts.append(_bitwise_table(bitwise))
+    return "\n\n".join(parts)
+
+
+def _bitwise_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| pair (bitwise) | dtype | cases | steps | values compared | differing from torch | "
+        "largest difference | case of the largest difference |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['pair']} | {r['dtype']} | {r['cases']} | {r['steps']} | {r['compared']} | {r['differing']} | "
+            f"{r['worst_error']:.3g} | {_case_summary(r['worst_case']) if r['differing'] else '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def _tolerance_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| pair | dtype | torch path | cases | steps | judged array-steps | not judged | worst error | "
         "worst error / bound | worst case |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in report["rows"]:
+    for r in rows:
         lines.append(
             f"| {r['pair']} | {r['dtype']} | {r['torch_side']} | {r['cases']} | {r['steps']} | {r['judged']} | "
             f"{r['unjudged']} | {r['worst_error']:.3g} | {r['worst_ratio']:.3f} | {_case_summary(r['worst_case'])} |"
@@ -87,7 +113,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "Worst error is the largest absolute difference judged (against torch in float64; against torch's "
         "float64 reference in float32, where values such as exp_avg_sq reach 1e12); worst error / bound must "
         "stay <= 1. 'Not judged' counts (array, step) pairs after torch's own runs parted by more than "
-        "CHAOS_ULPS ulp per step. Schedulers compare the learning rate at every step of the horizon.",
+        "CHAOS_ULPS ulp per step. The specification's schedules compare the learning rate at every step of the "
+        "horizon. The bitwise rows (torch's schedulers, clipping, averaging) compare every value (learning "
+        "rates and momenta, norms and gradients, averaged parameters) with torch's bit for bit; any "
+        "difference fails.",
         "",
         markdown_table(report),
     ]

@@ -317,3 +317,14 @@ def test_lbfgs_run_rows_are_the_points_after_k_closure_calls():
     assert run.iterations_to_converge == 2 and not run.diverged
     cut = demo.lbfgs_run(lambda e: LBFGS(e), problem, [2.0], 2, tol=1e-3)  # cut after 2 calls
     assert cut.trajectory[:, 0].tolist() == [2.0, 1.0, 0.0]
+
+
+def test_lr_schedulers_figure_overlays_torch_bit_for_bit(figures):
+    curves = demo.lr_scheduler_curves()
+    assert curves["torch"] is not None, "torch is a test dependency: the overlay must be drawn"
+    assert len(demo.LR_SCHEDULERS) == 16 and list(curves["ours"]) == list(demo.LR_SCHEDULERS)
+    for name, ours in curves["ours"].items():
+        assert ours.tobytes() == curves["torch"][name].tobytes(), f"{name}: not bit for bit torch's"
+        assert np.ptp(ours) > 0, f"{name}: a flat curve shows nothing"
+    texts = [t.get_text() for t in figures["lr_schedulers.png"].findobj(matplotlib.text.Text)]
+    assert texts.count(f"0 of {demo.LR_SCHEDULER_STEPS} differ") == 16
