@@ -317,3 +317,17 @@ def scalar_fma(a: Any, b: Any, c: Any) -> Any:
 def scalar_fma_exact(a: Any, b: Any, c: Any) -> Any:
     """``fma(a, b, c, exact=True)`` on NumPy scalars of one dtype: correctly rounded in float32 and float64."""
     return fma(np.asarray(a), b, np.asarray(c), exact=True)[()]
+
+
+def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """torch's ``start.lerp_(end, weight)`` with a Python float weight, in place.
+
+    ``W = dt(weight)``, ``d = end - start``; ``fma(W, d, start)`` if ``|W| < 0.5``,
+    else ``fma(W - 1, d, end)`` (``W - 1`` is exact).
+    """
+    w = start.dtype.type(weight)
+    d = np.subtract(end, start)
+    if abs(w) < 0.5:
+        fma(d, w, start, start, exact=True)
+    else:
+        fma(d, w - start.dtype.type(1), end, start, exact=True)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fma import fma
+from ._fma import fma, lerp_
 from ._reductions import (  # noqa: F401  (the private two are re-exported for tests/unit/test_adafactor.py)
     _sequential_sum,
     _sum_of_squares_rows,
@@ -48,20 +48,6 @@ from .optimizer import Optimizer, _real, check_bool
 # --------------------------------------------------------------------------------------
 # Rounding helpers
 # --------------------------------------------------------------------------------------
-
-
-def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
-    """torch's ``start.lerp_(end, weight)`` with a Python float weight, in place.
-
-    ``W = dt(weight)``, ``d = end - start``; ``fma(W, d, start)`` if ``|W| < 0.5``,
-    else ``fma(W - 1, d, end)`` (``W - 1`` is exact).
-    """
-    w = start.dtype.type(weight)
-    d = np.subtract(end, start)
-    if abs(w) < 0.5:
-        fma(d, w, start, start, exact=True)
-    else:
-        fma(d, w - start.dtype.type(1), end, start, exact=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ from typing import Any
 
 import numpy as np
 
-from .adafactor import lerp_
+from ._fma import lerp_
 from .clip_grad import _dtype_groups
 from .lr_scheduler import (
     LRScheduler,
