@@ -599,9 +599,11 @@ class ConstantLR(LRScheduler):
 
     .. math:: \eta_0 = \eta \cdot f,\quad \eta_T = \eta_{T-1} \cdot (1 / f)
 
-    Mirrors ``torch.optim.lr_scheduler.ConstantLR``. torch's surprise: the restore divides,
+    Mirrors ``torch.optim.lr_scheduler.ConstantLR``. torch's surprises: the restore divides,
     so the lr after ``total_iters`` need not be the initial one (0.037 becomes
-    0.03699999999999999 with the default 1/3).
+    0.03699999999999999 with the default 1/3); building the scheduler *after* loading the
+    optimizer's state dict multiplies the loaded lr by ``factor`` once more (build it first,
+    then load both state dicts).
 
     Parameters
     ----------
@@ -647,7 +649,8 @@ class LinearLR(LRScheduler):
 
     Mirrors ``torch.optim.lr_scheduler.LinearLR``'s recursion (from the second step on it
     differs from ``base * (s + (t - s) e / T)`` in the last bits; after T the defaults give
-    0.037000000000000005 for 0.037).
+    0.037000000000000005 for 0.037). As in torch, building it *after* loading the
+    optimizer's state dict multiplies the loaded lr by ``start_factor`` once more.
 
     Parameters
     ----------

@@ -6,6 +6,12 @@ Usage::
     python -m parity --pairs Adam,AdamW --profile dev
     python -m parity --replay '<case json from a failure message>'
     python -m parity --replay-schedule CosineScheduler '{"max_lr": 0.1, ...}'
+    python -m parity --replay-lr-scheduler OneCycleLR '<case json from a failure message>'
+    python -m parity --replay-function clip_grad_norm_ '<case json from a failure message>'
+
+The pairs: every optimizer (parity/registry.py OPTIMIZERS), the specification's three
+schedules (SCHEDULERS), torch's schedulers (parity/schedules.py PAIRS) and clipping and
+averaging (parity/functions.py PAIRS); the last two compare bit for bit.
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports", help="directory for parity.md and parity.json")
     parser.add_argument("--replay", default=None, help="replay one optimizer case (its JSON)")
     parser.add_argument("--replay-schedule", nargs=2, metavar=("PAIR", "KWARGS"), default=None)
+    parser.add_argument("--replay-lr-scheduler", nargs=2, metavar=("PAIR", "CASE"), default=None,
+                        help="replay one torch-scheduler case (parity/schedules.py)")
+    parser.add_argument("--replay-function", nargs=2, metavar=("PAIR", "CASE"), default=None,
+                        help="replay one clipping or averaging case (parity/functions.py)")
     args = parser.parse_args(argv)
 
     import os
 
     profile = profiles.load(args.profile or os.environ.get("HYPOTHESIS_PROFILE") or "parity")
-    from . import harness, report
+    from . import functions, harness, report, schedules
     from .registry import OPTIMIZERS, SCHEDULERS
     from .strategies import CaseSpec
 
@@ -50,7 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worst error / bound {ratio:.3f}")
         return 0
 
-    names = args.pairs.split(",") if args.pairs else [*OPTIMIZERS, *SCHEDULERS]
+    for option, module in ((args.replay_lr_scheduler, schedules), (args.replay_function, functions)):
+        if option:
+            side = module.replay(option[0], option[1])
+            print(f"{option[0]}: {side.cases} case(s), {side.compared} values compared, {side.differing} differing "
+                  f"from torch, largest difference {side.worst_error:.3g}")
+            return 0 if side.differing == 0 else 1
+
+    names = args.pairs.split(",") if args.pairs else [*OPTIMIZERS, *SCHEDULERS, *schedules.PAIRS, *functions.PAIRS]
+    known = {*OPTIMIZERS, *SCHEDULERS, *schedules.PAIRS, *functions.PAIRS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"unknown pair(s) {unknown}; expected some of {sorted(known)}")
     stats = harness.Stats()
     start = time.perf_counter()
     for name in names:
@@ -58,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name in OPTIMIZERS:
                 harness.check_pair(name, stats=stats)
-            else:
+            elif name in SCHEDULERS:
                 harness.check_scheduler(name, stats=stats)
+            elif name in schedules.PAIRS:
+                schedules.check(name, stats=stats)
+            else:
+                functions.check(name, stats=stats)
             print(f"{name}: passed ({time.perf_counter() - t0:.1f} s)", flush=True)
         except AssertionError as error:  # ParityError, or Hypothesis's report of one
             stats.failures.append(f"{name}: {error}")
