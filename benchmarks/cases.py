@@ -10,8 +10,8 @@ compiled); only the returned ``step`` is timed, inside :func:`backend` of the sa
 
 >>> [len(sizes) for sizes in SIZES.values()]
 [1, 1, 1, 200]
->>> [len(cases) for cases in (CONFIGS, SIDES, REST_CONFIGS)]
-[10, 5, 9]
+>>> [len(cases) for cases in (CONFIGS, SIDES, REST_CONFIGS, SCHEDULED_CONFIGS)]
+[10, 5, 9, 2]
 >>> int(model_sizes().min()) >= 64 and int(model_sizes().max()) <= 65_536
 True
 >>> with backend("numpy_optim-numpy"):
@@ -46,6 +46,10 @@ class Config:
     optimizer: str  # "SGD" | "Adam" | "AdamW", in numpy_optim and in torch.optim
     kwargs: dict[str, Any]
     dtype: str
+    #: A learning-rate scheduler stepped after every optimizer step: (class name in
+    #: lr_scheduler, its kwargs). numpy_optim's gives every entry its own lr (an entry is a
+    #: parameter group); torch's side keeps its one group of all the tensors.
+    scheduler: tuple[str, dict[str, Any]] | None = None
 
 
 CONFIGS = [
@@ -76,6 +80,15 @@ REST_CONFIGS = [
     Config("Rprop", "Rprop", {"lr": 1e-2}, "float32"),
 ]
 REST_SIZES = ["1e5", "1e7", "model200"]
+
+#: A step and a scheduler step together: what a schedule costs each side per step.
+SCHEDULED_CONFIGS = [
+    Config("AdamW+OneCycleLR", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, "float32",
+           scheduler=("OneCycleLR", {"max_lr": 1e-3, "total_steps": 10**6})),
+    Config("SGD-momentum+CosineAnnealingLR", "SGD", {"lr": 0.01, "momentum": 0.9}, "float32",
+           scheduler=("CosineAnnealingLR", {"T_max": 10**6})),
+]
+SCHEDULED_SIZES = ["1e5", "model200"]
 REST_SIDES = {name: ["numpy_optim", "numpy_optim-numpy", "torch-default", "torch-foreach"]
               + (["torch-fused"] if name == "Adagrad" else []) for name in {c.optimizer for c in REST_CONFIGS}}
 
@@ -137,7 +150,7 @@ def build(config: Config, size: str, side: str) -> Callable[[], None]:
     if side in BACKENDS:
         cls = getattr(numpy_optim, config.optimizer)
         optimizer = cls([{"params": p, "grad": g} for p, g in zip(params, grads)], **config.kwargs)
-        step = optimizer.step
+        schedulers: Any = numpy_optim.lr_scheduler
     else:
         import torch
 
@@ -154,7 +167,17 @@ def build(config: Config, size: str, side: str) -> Callable[[], None]:
             "torch-foreach": {"foreach": True},
             "torch-fused": {"fused": True},
         }[side]
-        step = cls(tensors, **config.kwargs, **flags).step
+        optimizer = cls(tensors, **config.kwargs, **flags)
+        schedulers = torch.optim.lr_scheduler
+    step = optimizer.step
+    if config.scheduler is not None:
+        name, kwargs = config.scheduler
+        scheduler = getattr(schedulers, name)(optimizer, **kwargs)
+
+        def step() -> None:
+            optimizer.step()
+            scheduler.step()
+
     for _ in range(2):  # SGD with momentum compiles two kernels: its first step and the others
         step()
     return step

@@ -28,6 +28,8 @@ from benchmarks.cases import (
     REST_SIDES,
     REST_SIZES,
     ROUNDS,
+    SCHEDULED_CONFIGS,
+    SCHEDULED_SIZES,
     SIDES,
     SIZES,
     backend,
@@ -75,6 +77,11 @@ CASES = [
     for config in REST_CONFIGS
     for size in REST_SIZES
     for side in REST_SIDES[config.optimizer]
+] + [
+    pytest.param(config, size, side, id=f"{config.name}-{config.dtype}-{size}-{side}")
+    for config in SCHEDULED_CONFIGS
+    for size in SCHEDULED_SIZES
+    for side in SIDES
 ]
 
 
