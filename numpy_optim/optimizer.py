@@ -238,9 +238,25 @@ class Optimizer:
         """Entry ``index``'s effective hyperparameters: defaults overlaid by its overrides."""
         return self._resolve(self.param_groups[index], f"params[{index}]: ")
 
+    def _check_overrides(self, where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """An entry's hyperparameter overrides, checked. The lr of an entry a scheduler drives
+        (one holding ``initial_lr``) may be any finite number: torch steps with whatever its
+        scheduler writes, and some of torch's schedules end a hair below 0 (LinearLR to 0
+        reaches -4.7e-18); every other lr is checked by the optimizer's own rule."""
+        overrides = {k: v for k, v in entry.items() if k not in _NOT_HYPERPARAMETERS}
+        scheduled = "initial_lr" in entry and "lr" in overrides
+        lr = overrides.pop("lr") if scheduled else None
+        checked = self._check_hyperparameters(where, overrides)
+        if scheduled:
+            try:
+                checked["lr"] = check_finite("lr", lr)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}{error}") from None
+        return checked
+
     def _resolve(self, entry: Entry | None, where: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        overrides = {k: v for k, v in (entry or {}).items() if k not in _NOT_HYPERPARAMETERS}
-        merged = {**(self.defaults if defaults is None else defaults), **self._check_hyperparameters(where, overrides)}
+        overrides = self._check_overrides(where, entry or {})
+        merged = {**(self.defaults if defaults is None else defaults), **overrides}
         try:
             self._check_combination(merged)
         except (TypeError, ValueError) as error:
@@ -617,8 +633,7 @@ class Optimizer:
             if not isinstance(overrides, Mapping):
                 raise TypeError(f"{where}expected a dict, got {type(overrides).__name__}")
             scheduler_keys = check_scheduler_keys(where, overrides)
-            overrides = self._check_hyperparameters(
-                where, {k: v for k, v in overrides.items() if k not in SCHEDULER_KEYS})
+            overrides = self._check_overrides(where, overrides)
             hyper = {**defaults, **overrides}
             try:
                 self._check_combination(hyper)
@@ -757,9 +772,9 @@ def _overrides_key(entry: Entry) -> tuple[Any, ...]:
     """An entry's overrides as a key that tells apart every pair of values the validators or
     the arithmetic tell apart: types (``True`` against ``1``), and ``-0.0`` against ``0.0``
     (floats by their hex digits, anything but a plain int, bool, str or None by its repr)."""
-    return tuple(
+    return ("initial_lr" in entry, *(  # a scheduled entry's lr is checked by another rule
         (name, type(value), value.hex() if type(value) is float
          else value if value is None or type(value) in (int, bool, str) else repr(value))
         for name, value in entry.items() if name not in _NOT_HYPERPARAMETERS
-    )
+    ))
 _NO_BUFFERS: dict[str, np.ndarray] = {}

@@ -320,3 +320,25 @@ def test_order_warning_once_and_not_after_optimizer_step():
         warnings.simplefilter("error")
         opt.step()
         sched.step()
+
+
+def test_a_scheduled_entry_steps_with_a_negative_lr_as_torch_does_and_others_are_still_refused():
+    """torch's schedules can end a hair below 0 (LinearLR to 0); torch steps with that lr.
+    Only entries a scheduler drives (they hold ``initial_lr``) get that latitude."""
+    scheduled = {"params": np.ones(2), "grad": np.ones(2), "lr": 0.1}
+    plain = {"params": np.ones(2), "grad": np.ones(2), "lr": 0.1}
+    opt = numpy_optim.SGD([scheduled, plain])
+    opt.step()
+    opt.step()  # the reused plan from here on
+    scheduled.update(initial_lr=0.1, lr=-0.25)
+    opt.step()
+    assert scheduled["params"].tolist() == [1.0 - 0.1 - 0.1 + 0.25] * 2  # a step up the gradient
+    plain["lr"] = -1e-17  # the same overrides but for initial_lr: refused, and nothing moved
+    before = [e["params"].copy() for e in (scheduled, plain)]
+    with pytest.raises(ValueError, match=r"params\[1\]: Invalid lr value: -1e-17 \(must be >= 0\)"):
+        opt.step()
+    assert all((e["params"] == b).all() for e, b in zip((scheduled, plain), before))
+    snapshot = opt.state_dict()
+    plain["lr"] = 0.1
+    numpy_optim.SGD([{"params": np.ones(2), "grad": np.ones(2)} for _ in range(2)]).load_state_dict(
+        {**snapshot, "param_groups": [snapshot["param_groups"][0], {"lr": 0.1}]})
