@@ -1029,7 +1029,7 @@ class ReduceLROnPlateau(LRScheduler):
             default_min_lr = _number("min_lr", min_lr)
             min_lrs = [default_min_lr] * len(optimizer.param_groups)
         _check_modes(mode, threshold_mode)
-        patience, cooldown = _integer("patience", patience), _integer("cooldown", cooldown)
+        patience, cooldown = _number("patience", patience), _number("cooldown", cooldown)  # torch compares them
         threshold, eps = _number("threshold", threshold), _number("eps", eps)
         self.factor = factor
         self.optimizer = optimizer
