@@ -52,7 +52,12 @@ def _default_threads() -> int:
     """``$NUMPY_OPTIM_THREADS`` if set, else the number of cores this process may run on."""
     configured = os.environ.get("NUMPY_OPTIM_THREADS", "").strip()
     if configured:
-        return max(1, int(configured))
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise ValueError(
+                f"NUMPY_OPTIM_THREADS must be an integer (the threads a step may use), got {configured!r}"
+            ) from None
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -43,7 +43,7 @@ from ._reductions import (  # noqa: F401  (the private two are re-exported for t
     norm_rows,
     torch_sum,
 )
-from .optimizer import Optimizer, _real, check_bool
+from .optimizer import Optimizer, _real, as_float, check_bool
 
 # --------------------------------------------------------------------------------------
 # Rounding helpers
@@ -56,7 +56,7 @@ from .optimizer import Optimizer, _real, check_bool
 
 
 def _checked(name: str, value: Any, ok: Any, message: str) -> float:
-    if not isinstance(value, bool) and isinstance(value, numbers.Real) and not ok(float(value)):
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and not ok(as_float(name, value)):
         raise ValueError(message.format(value))  # torch's range check and message first
     return _real(name, value)
 

@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from ._reductions import vector_norm
-from .optimizer import Optimizer, check_bool
+from .optimizer import Optimizer, as_float, check_bool
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
 
@@ -149,7 +149,7 @@ def _gradients(entries: Any, name: str, writeable: bool) -> list[tuple[str, np.n
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})")
-    value = float(value)
+    value = as_float(name, value)
     if math.isnan(value):
         raise ValueError(f"Invalid {name} value: nan")
     return value

@@ -31,6 +31,7 @@ from ._fma import fma
 from .optimizer import (
     Optimizer,
     _describe,
+    as_float,
     check_gradient,
     check_nonnegative,
     check_parameter,
@@ -54,7 +55,7 @@ def _check_lr(name: str, value: Any) -> float:
     numpy_optim also refuses non-numbers and infinity."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid learning rate: {value!r} (lr must be a real number, got {type(value).__name__})")
-    lr = float(value)
+    lr = as_float("lr", value)
     if not 0.0 <= lr:
         raise ValueError(f"Invalid learning rate: {value} (lr must be >= 0)")
     if not math.isfinite(lr):

@@ -40,11 +40,22 @@ Entry = dict[str, Any]
 # --------------------------------------------------------------------------------------
 
 
+def as_float(name: str, value: Any) -> float:
+    """``float(value)`` for a real number, with a ValueError naming ``name`` for one too
+    large for a float (a huge int: Python's own OverflowError names nothing)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"Invalid {name} value: too large for a float (a {type(value).__name__} above 1.8e308)"
+        ) from None
+
+
 def _real(name: str, value: Any) -> float:
     """Return ``value`` as a Python float, refusing bools, non-numbers, NaN and infinity."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})")
-    value = float(value)
+    value = as_float(name, value)
     if not math.isfinite(value):
         raise ValueError(f"Invalid {name} value: {value!r} (must be finite)")
     return value

@@ -545,3 +545,37 @@ def test_scheduler_step_refuses_something_that_is_not_an_optimizer(make):
     with pytest.raises(TypeError) as info:
         make().step({"lr": 0.1}, 0)
     assert_message_names(info, "optimizer", "dict")
+
+
+# ----- huge integers and the threads variable (issue 11's review) -------------------------
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam",
+                                  "RMSprop", "Rprop", "Adafactor", "LBFGS"])
+def test_a_huge_integer_lr_is_a_value_error_naming_lr(name):
+    import numpy_optim
+
+    with pytest.raises(ValueError, match=r"lr value: too large for a float"):
+        getattr(numpy_optim, name)([{"params": np.zeros(2), "grad": np.zeros(2)}], lr=10**400)
+
+
+def test_a_huge_integer_in_betas_or_a_clip_argument_is_a_value_error_naming_it():
+    import numpy_optim
+
+    with pytest.raises(ValueError, match=r"beta parameter at index 0 value: too large for a float"):
+        numpy_optim.Adam([{"params": np.zeros(2), "grad": np.zeros(2)}], betas=(10**400, 0.9))
+    grad = np.ones(2)
+    with pytest.raises(ValueError, match=r"max_norm value: too large for a float"):
+        numpy_optim.clip_grad_norm_(grad, 10**400)
+    assert grad.tolist() == [1.0, 1.0]
+
+
+def test_a_non_integer_threads_variable_names_itself_at_import():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", "import numpy_optim"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "NUMPY_OPTIM_THREADS": "abc"})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ValueError: NUMPY_OPTIM_THREADS must be an integer (the threads a step may use), got 'abc'")
