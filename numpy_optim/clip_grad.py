@@ -113,23 +113,25 @@ def _check_gradient(where: str, grad: Any, writeable: bool) -> np.ndarray:
     return grad
 
 
+def _items(given: Any, name: str, expected: str) -> tuple[list[Any], str]:
+    """``(items, name)``: the entries or arrays a user gave (an Optimizer's entries, a model's
+    ``parameters()``, one entry dict or ndarray, or an iterable of them), and the name to
+    index them by in messages (``expected`` says what else ``given`` may be)."""
+    if isinstance(given, Optimizer):
+        return list(given.param_groups), "optimizer.param_groups"
+    if isinstance(given, (np.ndarray, dict)):
+        return [given], name
+    if callable(getattr(given, "parameters", None)):
+        return list(given.parameters()), f"{type(given).__name__}.parameters()"
+    if isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
+        return list(given), name
+    raise TypeError(f"{name} must be an Optimizer, {expected}, got {_describe(given)}")
+
+
 def _gradients(entries: Any, name: str, writeable: bool) -> list[tuple[str, np.ndarray]]:
     """``(where, gradient)`` for every gradient of ``entries`` (see the module docstring),
     in order, entries whose grad is None left out."""
-    items: list[Any]
-    if isinstance(entries, Optimizer):
-        items, name = list(entries.param_groups), "optimizer.param_groups"
-    elif isinstance(entries, (np.ndarray, dict)):
-        items = [entries]
-    elif callable(getattr(entries, "parameters", None)):
-        items, name = list(entries.parameters()), f"{type(entries).__name__}.parameters()"
-    elif isinstance(entries, Iterable) and not isinstance(entries, (str, bytes)):
-        items = list(entries)
-    else:
-        raise TypeError(
-            f"{name} must be an Optimizer, entry dicts {{'params': ..., 'grad': ...}} or gradient ndarrays, "
-            f"got {_describe(entries)}"
-        )
+    items, name = _items(entries, name, "entry dicts {'params': ..., 'grad': ...} or gradient ndarrays")
     grads = []
     for index, item in enumerate(items):
         where = f"{name}[{index}]"

@@ -382,40 +382,44 @@ def _unplain(cls: type, state_dict: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _lr_lambdas(optimizer: Optimizer, lr_lambda: Any) -> list[Callable[[int], float]]:
-    if not isinstance(lr_lambda, (list, tuple)):
-        lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-    else:
-        if len(lr_lambda) != len(optimizer.param_groups):
-            raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-        lr_lambdas = list(lr_lambda)
-    for fn in lr_lambdas:
-        if not callable(fn):
-            raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
-    return lr_lambdas
+class _LambdaScheduler(LRScheduler):
+    """What LambdaLR and MultiplicativeLR share: one function per entry, and torch's state
+    dict of them (functions left out as None; other callables saved as a copy of their
+    ``__dict__``)."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        if not isinstance(lr_lambda, (list, tuple)):
+            lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        else:
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+            lr_lambdas = list(lr_lambda)
+        for fn in lr_lambdas:
+            if not callable(fn):
+                raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
+        self.lr_lambdas: list[Callable[[int], float]] = lr_lambdas
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: _plain(v) for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(getattr(fn, "__dict__", {}))
+                               for fn in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _check_state_dict(self, state_dict, self.state_dict())
+        lambdas = state_dict["lr_lambdas"]
+        if not isinstance(lambdas, list) or len(lambdas) != len(self.lr_lambdas):
+            raise ValueError(f"state_dict['lr_lambdas'] must be a list of {len(self.lr_lambdas)} items")
+        self.__dict__.update({k: _plain(v) for k, v in state_dict.items() if k != "lr_lambdas"})
+        for fn, saved in zip(self.lr_lambdas, lambdas):
+            if saved is not None:
+                fn.__dict__.update(saved)
 
 
-def _lambdas_state(scheduler: Any) -> dict[str, Any]:
-    """torch's state dict of LambdaLR/MultiplicativeLR: functions are left out (None); other
-    callables are saved as a copy of their ``__dict__``."""
-    state = {k: _plain(v) for k, v in scheduler.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
-    state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(getattr(fn, "__dict__", {}))
-                           for fn in scheduler.lr_lambdas]
-    return state
-
-
-def _load_lambdas_state(scheduler: Any, state_dict: dict[str, Any]) -> None:
-    _check_state_dict(scheduler, state_dict, scheduler.state_dict())
-    lambdas = state_dict["lr_lambdas"]
-    if not isinstance(lambdas, list) or len(lambdas) != len(scheduler.lr_lambdas):
-        raise ValueError(f"state_dict['lr_lambdas'] must be a list of {len(scheduler.lr_lambdas)} items")
-    scheduler.__dict__.update({k: _plain(v) for k, v in state_dict.items() if k != "lr_lambdas"})
-    for fn, saved in zip(scheduler.lr_lambdas, lambdas):
-        if saved is not None:
-            fn.__dict__.update(saved)
-
-
-class LambdaLR(LRScheduler):
+class LambdaLR(_LambdaScheduler):
     r"""Each entry's lr is its initial lr times a function of the epoch.
 
     .. math:: \eta_e = \eta_{base} \cdot \lambda(e)
@@ -445,24 +449,12 @@ class LambdaLR(LRScheduler):
     ([0.1], [0.05])
     """
 
-    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
-        _check_optimizer(optimizer)
-        self.optimizer = optimizer
-        self.lr_lambdas = _lr_lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _lambdas_state(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_lambdas_state(self, state_dict)
-
     def get_lr(self) -> list[Any]:
         _warn_get_lr_called_within_step(self)
         return [base_lr * lmbda(self.last_epoch) for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
 
 
-class MultiplicativeLR(LRScheduler):
+class MultiplicativeLR(_LambdaScheduler):
     r"""Multiply each entry's current lr by a function of the epoch, every step.
 
     .. math:: \eta_e = \eta_{e-1} \cdot \lambda(e) \quad (e \ge 1)
@@ -478,18 +470,6 @@ class MultiplicativeLR(LRScheduler):
     lr_lambda : callable or list of callables
     last_epoch : int, default -1
     """
-
-    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
-        _check_optimizer(optimizer)
-        self.optimizer = optimizer
-        self.lr_lambdas = _lr_lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _lambdas_state(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_lambdas_state(self, state_dict)
 
     def get_lr(self) -> list[Any]:
         _warn_get_lr_called_within_step(self)

@@ -69,13 +69,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._fma import lerp_
-from .clip_grad import _dtype_groups
+from .clip_grad import _dtype_groups, _items
 from .lr_scheduler import (
     LRScheduler,
     _check_last_epoch,
@@ -284,20 +284,7 @@ def get_swa_avg_fn() -> AvgFn:
 
 def _model_arrays(model: Any, name: str) -> list[np.ndarray]:
     """The arrays of ``model`` (module docstring, "What is averaged"), in order."""
-    items: list[Any]
-    if isinstance(model, Optimizer):
-        items, name = list(model.param_groups), "optimizer.param_groups"
-    elif isinstance(model, (np.ndarray, dict)):
-        items = [model]
-    elif callable(getattr(model, "parameters", None)):
-        items, name = list(model.parameters()), f"{type(model).__name__}.parameters()"
-    elif isinstance(model, Iterable) and not isinstance(model, (str, bytes)):
-        items = list(model)
-    else:
-        raise TypeError(
-            f"{name} must be an Optimizer, a model with parameters(), entry dicts or ndarrays, "
-            f"got {type(model).__name__}"
-        )
+    items, name = _items(model, name, "a model with parameters(), entry dicts or ndarrays")
     arrays = []
     for index, item in enumerate(items):
         where = f"{name}[{index}]"
