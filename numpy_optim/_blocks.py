@@ -107,6 +107,30 @@ class Settings:
     batch_max_fraction: int = 32
     compiled_parallel_min_bytes: int = 1024 * 1024
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, check_setting(name, value))
+
+
+#: Each integer setting's smallest value (a block holds at least one float64).
+_MINIMUM = {"block_bytes": 8, "threads": 1, "parallel_min_bytes": 0, "batch_max_fraction": 1,
+            "compiled_parallel_min_bytes": 0}
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """A valid value of setting ``name``: ``enabled`` a bool, the others ints at least
+    their :data:`_MINIMUM` (a TypeError or ValueError naming the setting otherwise)."""
+    if name == "enabled":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"Invalid setting enabled: {value!r} (expected a bool)")
+        return bool(value)
+    if name not in _MINIMUM:
+        raise TypeError(f"Unknown setting {name!r}; expected one of {sorted(['enabled', *_MINIMUM])}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Invalid setting {name}: {value!r:.80} (expected an int)")
+    if not _MINIMUM[name] <= value < 2**62:
+        raise ValueError(f"Invalid setting {name}: {value!r:.80} (expected an int in [{_MINIMUM[name]}, 2**62))")
+    return int(value)
+
 
 settings = Settings()
 
@@ -118,6 +142,7 @@ def configured(**changes: Any) -> Iterator[Settings]:
     unknown = set(changes) - names
     if unknown:
         raise TypeError(f"Unknown setting(s) {sorted(unknown)}; expected some of {sorted(names)}")
+    changes = {name: check_setting(name, value) for name, value in changes.items()}  # all, before any is set
     saved = {name: getattr(settings, name) for name in changes}
     for name, value in changes.items():
         setattr(settings, name, value)
@@ -161,6 +186,19 @@ def group_key(entry: dict[str, Any], hyper: dict[str, Any], *extra: Any) -> tupl
 # --------------------------------------------------------------------------------------
 
 _local = threading.local()
+
+
+def reserve(items: Sequence[Sequence[np.ndarray]], n_scratch: int) -> None:
+    """Allocate now the calling thread's work rows that :func:`run` will use on ``items``
+    (a step calls it before its first write, so a MemoryError there changes nothing; a
+    pool worker allocates its own rows on its first task, once per dtype)."""
+    if not items or not settings.enabled:
+        return
+    dtype = items[0][0].dtype
+    block = max(1, settings.block_bytes // dtype.itemsize)
+    _work_rows(dtype, n_scratch, block)
+    if len(items) > 1 and any(arrays[0].size <= block // max(1, settings.batch_max_fraction) for arrays in items):
+        _scratch_rows(dtype, len(items[0]), block, "gather")
 
 
 def _work_rows(dtype: np.dtype, rows: int, block: int) -> list[np.ndarray]:
@@ -341,7 +379,7 @@ def run(
         return
     if not settings.enabled:  # the reference: each parameter's whole arrays, one kernel call
         for arrays in items:
-            kernel(list(arrays), whole_scratch(arrays[0], n_scratch), constants)
+            kernel(list(arrays), whole_scratch(arrays[0].shape, arrays[0].dtype, n_scratch), constants)
         return
     dtype = items[0][0].dtype
     block = max(1, settings.block_bytes // dtype.itemsize)
@@ -360,10 +398,10 @@ def run(
     _fan_out(_run_tasks, _split(tasks, threads), job)
 
 
-def whole_scratch(like: np.ndarray, n_scratch: int) -> list[np.ndarray]:
-    """Fresh work arrays for a kernel applied to ``like``'s whole arrays (any shape)."""
-    rows = [np.empty(like.shape, like.dtype) for _ in range(n_scratch)]
-    return rows + [np.empty(like.shape, np.float64)] if like.dtype == np.float32 else rows
+def whole_scratch(shape: tuple[int, ...], dtype: np.dtype, n_scratch: int) -> list[np.ndarray]:
+    """Fresh work arrays for a kernel applied to whole arrays of this shape and dtype."""
+    rows = [np.empty(shape, dtype) for _ in range(n_scratch)]
+    return rows + [np.empty(shape, np.float64)] if dtype == np.float32 else rows
 
 
 def _fan_out(function: Callable[..., None], chunks: Sequence[Any], *args: Any) -> None:

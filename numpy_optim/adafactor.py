@@ -234,16 +234,20 @@ class Adafactor(Optimizer):
                     f"params[{index}]['params'] is empty (shape {entry['params'].shape}): Adafactor divides by "
                     "its number of elements (torch: float division by zero)"
                 )
+        for index, entry in enumerate(self.param_groups):  # its state, before the first write
+            param = entry["params"]
+            for name in sorted(self._entry_buffer_names(param)):
+                if name not in self.state.get(index, {}):
+                    self.state.setdefault(index, {})[name] = np.zeros(*self._buffer_layout(name, param))
+                    if self._created is not None:
+                        self._created.append((index, name))
         return work
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray, hyper: dict[str, Any], step: int) -> None:
-        """One torch single-tensor Adafactor step of entry ``index`` (state created at its first)."""
+        """One torch single-tensor Adafactor step of entry ``index`` (its state created by :meth:`_prepare`)."""
         dtype = param.dtype
         dt = dtype.type
-        buffers = self.state.setdefault(index, {})
-        for name in sorted(self._entry_buffer_names(param)):
-            if name not in buffers:
-                buffers[name] = np.zeros(*self._buffer_layout(name, param))
+        buffers = self.state[index]
         lr, weight_decay, d = hyper["lr"], hyper["weight_decay"], hyper["d"]
         eps1, eps2 = hyper["eps"]
         if eps1 is None:

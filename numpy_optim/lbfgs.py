@@ -32,6 +32,7 @@ from .optimizer import (
     Optimizer,
     _describe,
     as_float,
+    check_disjoint,
     check_gradient,
     check_nonnegative,
     check_parameter,
@@ -450,10 +451,9 @@ class LBFGS(Optimizer):
     def _check_entries(self, entries: list[Any]) -> list[dict[str, Any]]:
         """Every entry valid, none with hyperparameters of its own, one dtype; the state
         (if any) shaped for these parameters. Returns each entry's hyperparameters."""
-        defaults = self._check_hyperparameters("defaults: ", self.defaults)
+        defaults = self._checked_defaults()
         if not entries:
             raise ValueError("LBFGS got an empty parameter list; it needs at least one entry")
-        seen: dict[int, int] = {}
         for index, entry in enumerate(entries):
             where = f"params[{index}]"
             if not isinstance(entry, dict):
@@ -470,15 +470,13 @@ class LBFGS(Optimizer):
                 )
             param = check_parameter(where, entry["params"])
             check_gradient(where, param, entry["grad"])
-            if id(param) in seen:
-                raise ValueError(f"{where}['params'] is the same array as params[{seen[id(param)]}]['params']")
-            seen[id(param)] = index
             first = entries[0]["params"]
             if param.dtype != first.dtype:
                 raise TypeError(
                     f"LBFGS needs all parameters in one dtype (it works on one flat vector): params[0] is "
                     f"{first.dtype}, {where} is {param.dtype}"
                 )
+        check_disjoint(entries, {})  # (its state is flat vectors of its own)
         self._check_state(self.state.get(0, {}), defaults, entries, "state[0]")
         return [defaults] * len(entries)
 
@@ -603,6 +601,12 @@ class LBFGS(Optimizer):
         -------
         The closure's first return value (the loss before the step), as torch returns it.
         """
+        # One call at a time (no SIGINT held: the closure may run for long, and a step that
+        # raises, a KeyboardInterrupt included, puts the parameters back).
+        with self._exclusive("step", hold_sigint=False):
+            return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any]) -> Any:
         if not callable(closure):
             raise TypeError(f"LBFGS.step() needs a closure (a callable returning the loss), got {closure!r}")
         hyper = self._check_entries(self.param_groups)[0]  # before anything is touched
@@ -818,13 +822,14 @@ class LBFGS(Optimizer):
         return {name: copy(value) for name, value in state.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot: ``{"step", "defaults", "param_groups", "state", "initial_lrs"}`` as
+        """A snapshot: ``{"class", "step", "defaults", "param_groups", "state", "initial_lrs"}`` as
         every numpy_optim optimizer has it, with ``state[0]`` holding the L-BFGS state in
         torch's names (deep copies: arrays, lists of arrays, NumPy scalars of the
         parameters' dtype, Python numbers) and every other ``state[i]`` empty."""
         return {
+            "class": type(self).__name__,
             "step": int(self.state["step"]),
-            "defaults": dict(self.defaults),
+            "defaults": self._checked_defaults(),
             "param_groups": [{} for _ in self.param_groups],
             "state": [self._copy_state(self.state.get(0, {})) if i == 0 else {} for i in range(len(self.param_groups))],
             "initial_lrs": [float(lr) for lr in self.initial_lrs],
@@ -837,7 +842,11 @@ class LBFGS(Optimizer):
         options, the state's names, types, vector shapes and dtypes, list lengths against
         ``history_size``); nothing changes unless all of it is valid. Arrays are copied.
         """
-        step = check_state_dict_layout(state_dict)
+        with self._exclusive("load_state_dict"):
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Any) -> None:
+        step = check_state_dict_layout(state_dict, cls=type(self).__name__)
         for name in ("param_groups", "state", "initial_lrs"):
             value = state_dict[name]
             if not isinstance(value, (list, tuple)):

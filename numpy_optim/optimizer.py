@@ -19,12 +19,18 @@ Everything a call could refuse is checked before any array is touched: a refused
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import math
 import numbers
 import operator
+import os
+import signal
+import threading
+import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,10 +106,23 @@ def _describe(array: Any) -> str:
     return f"{type(array).__name__} {array!r}"
 
 
+def check_plain_array(where: str, array: np.ndarray) -> None:
+    """Refuse an ndarray subclass (``np.matrix``, masked arrays, ``np.memmap``...): its
+    operators are not ndarray's (``*`` is a matrix product for ``np.matrix``, a masked
+    array's mask is not updated), so the kernels would compute something else or fail
+    halfway. ``x.view(np.ndarray)`` is a plain view of the same memory, updated in place."""
+    if type(array) is not np.ndarray:
+        raise TypeError(
+            f"{where} is a {type(array).__module__}.{type(array).__qualname__}, an ndarray subclass; numpy_optim "
+            f"takes plain numpy.ndarray only (pass x.view(np.ndarray): the same memory, updated in place)"
+        )
+
+
 def check_parameter(where: str, param: Any) -> np.ndarray:
     """A writeable floating-point ndarray (float16, float32 or float64)."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"{where}['params'] must be a numpy.ndarray, got {_describe(param)}")
+    check_plain_array(f"{where}['params']", param)
     if param.dtype.kind != "f" or param.dtype.itemsize > 8:
         raise TypeError(
             f"{where}['params'] must have a floating dtype (float16, float32 or float64), "
@@ -118,6 +137,7 @@ def check_gradient(where: str, param: np.ndarray, grad: Any) -> np.ndarray:
     """An ndarray with exactly the parameter's shape and dtype."""
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"{where}['grad'] must be a numpy.ndarray, got {_describe(grad)}")
+    check_plain_array(f"{where}['grad']", grad)
     if grad.shape != param.shape:
         raise ValueError(f"{where}['grad'] has shape {grad.shape}, but its parameter has shape {param.shape}")
     if grad.dtype != param.dtype:
@@ -144,22 +164,108 @@ def check_scheduler_keys(where: str, entry: Mapping[str, Any]) -> dict[str, floa
 
 
 #: The keys of a state dict (see :meth:`Optimizer.state_dict`).
-STATE_DICT_KEYS = frozenset({"step", "defaults", "param_groups", "state", "initial_lrs"})
+STATE_DICT_KEYS = frozenset({"class", "step", "defaults", "param_groups", "state", "initial_lrs"})
+
+#: The largest step a state dict may hold: every optimizer raises its betas to the power
+#: ``float(step)``, exact up to 2**53.
+MAX_STEP = 2**53
 
 
-def check_state_dict_layout(state_dict: Any, name: str = "state_dict") -> int:
-    """Check that ``state_dict`` is a dict with exactly :data:`STATE_DICT_KEYS` and an int
-    step >= 0 (``name`` is the argument named in the messages); return the step."""
+def check_state_dict_layout(state_dict: Any, name: str = "state_dict", cls: str | None = None) -> int:
+    """Check that ``state_dict`` is a dict with exactly :data:`STATE_DICT_KEYS`, the class
+    name ``cls`` (when given) and an int step in ``[0, MAX_STEP]`` (``name`` is the argument
+    named in the messages); return the step."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"{name} must be a dict, got {type(state_dict).__name__}")
     if set(state_dict) != STATE_DICT_KEYS:
         raise ValueError(f"{name} has keys {sorted(state_dict)}, expected {sorted(STATE_DICT_KEYS)}")
+    saved_class = state_dict["class"]
+    if not isinstance(saved_class, str):
+        raise TypeError(f"Invalid {name}['class']: {saved_class!r:.80} (expected a class name, a str)")
+    if cls is not None and saved_class != cls:
+        raise ValueError(
+            f"{name} is the state of a {saved_class} optimizer; this optimizer is a {cls} (their "
+            f"hyperparameters and buffers mean different things: build a {saved_class} to load it)"
+        )
     step = state_dict["step"]
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"Invalid {name}['step']: {step!r} (expected an int >= 0)")
-    if step < 0:
-        raise ValueError(f"Invalid {name}['step']: {step!r} (expected an int >= 0)")
+        raise TypeError(f"Invalid {name}['step']: {step!r:.80} (expected an int >= 0)")
+    if not 0 <= step <= MAX_STEP:
+        shown = repr(step) if abs(step) < 10**30 else f"an int of {len(str(abs(step)))} digits"
+        raise ValueError(f"Invalid {name}['step']: {shown} (expected an int in [0, 2**53])")
     return int(step)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold SIGINT while the body runs (main thread only: Python runs signal handlers
+    there), then deliver it to the handler it was meant for."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    if previous is None:  # a handler not installed from Python: leave it alone
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, received[0])  # default_int_handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    """``[low, high)``: the addresses of an array's bytes (a strided array's gaps included)."""
+    interface = array.__array_interface__
+    low = high = interface["data"][0]
+    for extent, stride in zip(array.shape, array.strides):
+        if stride < 0:
+            low += (extent - 1) * stride
+        else:
+            high += (extent - 1) * stride
+    return low, high + array.itemsize
+
+
+def check_disjoint(entries: list[Entry], state: Mapping[Any, Any]) -> None:
+    """Refuse entries that share memory: every array a step writes (parameters, state
+    buffers) must overlap no other array of any entry, except an entry's parameter with its
+    own gradient (the plain kernel handles that one); gradients, only read, may share.
+    Views, reshapes, transposes and overlapping slices of one array are caught, exactly
+    (``np.shares_memory``, tried only on arrays whose byte ranges intersect)."""
+    arrays = []  # (low, high, array, entry index, role)
+    for index, entry in enumerate(entries):
+        arrays.append((entry["params"], index, "['params']"))
+        arrays.append((entry["grad"], index, "['grad']"))
+        buffers = state.get(index, _NO_BUFFERS)
+        arrays.extend((buffer, index, f": its state buffer {name!r}") for name, buffer in buffers.items()
+                      if isinstance(buffer, np.ndarray))
+    spans = sorted(((*_byte_bounds(a), a, i, role) for a, i, role in arrays if a.size), key=operator.itemgetter(0))
+    open_spans: list[tuple[int, int, np.ndarray, int, str]] = []
+    for span in spans:
+        low, _, array, index, role = span
+        open_spans = [other for other in open_spans if other[1] > low]
+        for _, _, other, other_index, other_role in open_spans:
+            read_only = role == other_role == "['grad']"
+            own = index == other_index and {role, other_role} == {"['params']", "['grad']"}
+            if not (read_only or own) and np.shares_memory(array, other):
+                first, second = sorted([(other_index, other_role), (index, role)])
+                how = "is the same array as" if array is other else "shares memory with"
+                raise ValueError(
+                    f"params[{second[0]}]{second[1]} {how} params[{first[0]}]{first[1]}: a step would write "
+                    f"one through the other (a view, reshape, transpose or overlapping slice); give each entry "
+                    f"arrays of its own"
+                )
+        open_spans.append(span)
 
 
 # --------------------------------------------------------------------------------------
@@ -210,14 +316,46 @@ class Optimizer:
             )
         self.defaults = self._check_hyperparameters("", dict(defaults))
         self._check_combination(self.defaults)
+        self._default_names = frozenset(self.defaults)  # a step refuses defaults with one deleted
         self.state: dict[Any, Any] = {"step": 0}
         self._plan: _Plan | None = None
+        self._lock = threading.RLock()  # one call at a time (see _exclusive)
+        self._schedulers: list[weakref.ref[Any]] = []  # told of add_param_group (numpy_optim.lr_scheduler)
+        self._created: list[tuple[int, str]] | None = None  # buffers the running step created
+        self._wrote = False  # whether the running step has begun writing
         entries = list(params)
         self._check_entries(entries)
         self.param_groups: list[Entry] = entries
         # Each entry's lr at construction: a scheduler scales entries that carry their own
         # lr by the same factor it applies to the optimizer's lr (see schedulers.py).
         self.initial_lrs: list[float] = [self._hyperparameters(i)["lr"] for i in range(len(entries))]
+
+    def __getstate__(self) -> dict[str, Any]:  # copy.deepcopy and pickle: a lock is neither
+        state = self.__dict__.copy()
+        state.update(_lock=None, _schedulers=[], _plan=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.RLock())
+
+    @contextlib.contextmanager
+    def _exclusive(self, call: str, hold_sigint: bool = True) -> Iterator[None]:
+        """Run ``call`` (step, load_state_dict...) alone: a second thread entering any of them
+        while it runs gets a RuntimeError (the two would interleave their writes into the same
+        arrays: different results, silently). In the main thread, a SIGINT (Ctrl-C) that
+        arrives meanwhile is held until the call has finished, then delivered: a step is never
+        left half done by a KeyboardInterrupt, and no worker thread writes after it returns."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"{type(self).__name__}.{call}() was called while another thread is in a call of this optimizer "
+                f"(step, load_state_dict, state_dict or add_param_group): one optimizer is not stepped from "
+                f"two threads at once; serialize the calls, or give each thread its own optimizer"
+            )
+        try:
+            with _sigint_held() if hold_sigint else contextlib.nullcontext():
+                yield
+        finally:
+            self._lock.release()
 
     # ----- hyperparameters --------------------------------------------------------------
 
@@ -283,8 +421,7 @@ class Optimizer:
         """Validate every entry (arrays, overrides, buffers); return effective hyperparameters."""
         # ``defaults`` is a public dict (a caller may set ``defaults["lr"]`` as in torch's
         # ``param_groups[0]["lr"]``): re-check it too, so a bad value is refused up front.
-        defaults = self._check_hyperparameters("defaults: ", self.defaults)
-        seen: dict[int, int] = {}
+        defaults = self._checked_defaults()
         resolved = []
         for index, entry in enumerate(entries):
             where = f"params[{index}]"
@@ -298,14 +435,13 @@ class Optimizer:
                     raise ValueError(f"{where} has no {key!r} key; every entry needs 'params' and 'grad'")
             param = check_parameter(where, entry["params"])
             check_gradient(where, param, entry["grad"])
-            if id(param) in seen:
-                raise ValueError(f"{where}['params'] is the same array as params[{seen[id(param)]}]['params']")
-            seen[id(param)] = index
             hyper = self._resolve(entry, f"{where}: ", defaults)
             check_scheduler_keys(f"{where}: ", entry)
             for name, buffer in self.state.get(index, {}).items():
-                if isinstance(buffer, np.ndarray) and not buffer.flags.writeable:
-                    raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
+                if isinstance(buffer, np.ndarray):
+                    check_plain_array(f"{where}: its state buffer {name!r}", buffer)
+                    if not buffer.flags.writeable:
+                        raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
                 shape, dtype = self._buffer_layout(name, param)
                 if buffer.shape != shape or buffer.dtype != dtype:
                     raise ValueError(
@@ -314,17 +450,115 @@ class Optimizer:
                         f"and dtype {buffer.dtype}"
                     )
             resolved.append(hyper)
+        check_disjoint(entries, self.state)
+        for index, (entry, hyper) in enumerate(zip(entries, resolved)):
+            _warn_if_eps_underflows(f"params[{index}]", hyper, entry["params"].dtype)
         return resolved
+
+    def _checked_defaults(self) -> dict[str, Any]:
+        """``defaults`` checked (a caller may change it, as torch's ``param_groups[0]``): every
+        value valid, and no name deleted or added."""
+        if not isinstance(self.defaults, dict):
+            raise TypeError(f"defaults must be a dict, got {type(self.defaults).__name__}")
+        missing = self._default_names - set(self.defaults)
+        if missing:
+            raise ValueError(
+                f"defaults has no {sorted(missing)}: a hyperparameter was deleted from {type(self).__name__}"
+                f".defaults (it needs all of {sorted(self._default_names)})"
+            )
+        return self._check_hyperparameters("defaults: ", self.defaults)
 
     # ----- the public interface ---------------------------------------------------------
 
     def step(self) -> None:
-        """Update every parameter in place from its gradient (one optimizer step)."""
-        compiled = _backend.compiled() if self._elementwise() else None  # may refuse: before anything
-        work = self._prepare(compiled)  # every check and every new buffer, before any write
-        self.state["step"] += 1
-        self._run(work, self.state["step"], compiled)
-        self._commit_scalar_state()
+        """Update every parameter in place from its gradient (one optimizer step).
+
+        All or nothing for the optimizer's bookkeeping: every check and every new state
+        buffer comes before the first write, and the step counter and scalar state advance
+        only once every entry has been updated. If the update itself fails, the step
+        counter, the scalar state and the set of state buffers are left as they were (the
+        buffers it created are dropped, so ``state_dict()`` still loads back) and the error
+        carries a note naming the entry. Under ``np.errstate(all="raise")`` (or ``"call"``)
+        it is all or nothing for the arrays too: the step first copies every parameter and
+        buffer, and a FloatingPointError puts them back. A SIGINT is held until the step is
+        done (see :meth:`_exclusive`).
+        """
+        with self._exclusive("step"):
+            compiled = _backend.compiled() if self._elementwise() else None  # may refuse: before anything
+            self._adopt_appended()
+            self._created = []
+            try:
+                work = self._prepare(compiled)  # every check and every new buffer, before any write
+                step = self.state["step"] + 1
+                saved = self._copies() if _backend.errors_raise() else None
+                try:
+                    self._run(work, step, compiled)
+                except BaseException as error:
+                    if saved is not None:
+                        for array, copy in saved:
+                            np.copyto(array, copy)
+                    error.add_note(
+                        f"numpy_optim: {type(self).__name__}.step() was undone: "
+                        + ("no parameter or state buffer changed" if saved is not None or not self._wrote else
+                           "the step counter and the set of state buffers are unchanged, but the parameters "
+                           "and buffers of the entries it updated before the failure are partly updated")
+                    )
+                    raise
+                self._commit_scalar_state()
+                self.state["step"] = step
+            except BaseException:
+                for index, name in self._created:  # (a failed step adds no buffer)
+                    buffers = self.state.get(index, {})
+                    buffers.pop(name, None)
+                    if not buffers:
+                        self.state.pop(index, None)
+                self._pending_scalar_state = None
+                self._plan = None
+                raise
+            finally:
+                self._created = None
+
+    def _copies(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every parameter and state buffer with a copy of its contents (to undo a step)."""
+        arrays = [entry["params"] for entry in self.param_groups]
+        arrays += [buffer for index, buffers in self.state.items() if index != "step" for buffer in
+                   (buffers.values() if isinstance(buffers, dict) else ()) if isinstance(buffer, np.ndarray)]
+        return [(array, array.copy()) for array in arrays]
+
+    def add_param_group(self, param_group: Any) -> None:
+        """Add an entry ``{"params": ndarray, "grad": ndarray, <overrides>}``, as torch's
+        ``Optimizer.add_param_group`` adds a parameter group.
+
+        It is checked as the constructor checks its entries (arrays, hyperparameters, no
+        memory shared with the other entries), and every scheduler of this optimizer checks
+        that it can schedule it; then it is appended, its lr joins :attr:`initial_lrs`, and
+        the schedulers take it on (numpy_optim.lr_scheduler: its ``initial_lr`` is its lr,
+        and from their next step they compute its lr as for the other entries). State dicts
+        then have one more entry. A refused call changes nothing.
+        """
+        with self._exclusive("add_param_group"):
+            entries = [*self.param_groups, param_group]
+            hyper = self._check_entries(entries)[-1]
+            schedulers = [s for s in (ref() for ref in self._schedulers) if s is not None]
+            for scheduler in schedulers:
+                scheduler._check_new_entry(param_group)
+            self.param_groups.append(param_group)
+            self.initial_lrs.append(hyper["lr"])
+            self._plan = None
+            for scheduler in schedulers:
+                scheduler._add_entry(param_group)
+
+    def _adopt_appended(self) -> None:
+        """Entries appended to :attr:`param_groups` directly (torch allows it): checked, and
+        their lrs added to :attr:`initial_lrs`, as :meth:`add_param_group` does (but the
+        schedulers are not told: they refuse to step until they are)."""
+        if len(self.initial_lrs) < len(self.param_groups):
+            hyperparameters = self._check_entries(self.param_groups)
+            self.initial_lrs.extend(hyper["lr"] for hyper in hyperparameters[len(self.initial_lrs):])
+
+    def _register_scheduler(self, scheduler: Any) -> None:
+        """Tell ``scheduler`` (weakly referenced) of every later :meth:`add_param_group`."""
+        self._schedulers = [ref for ref in self._schedulers if ref() is not None] + [weakref.ref(scheduler)]
 
     # ----- elementwise optimizers: one kernel applied to (param, grad, buffers) ----------
     #
@@ -371,7 +605,8 @@ class Optimizer:
 
     def _prepare_scalar_state(self, hyperparameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each entry's hyperparameters with its scalar state of the coming step added (and
-        the values to store after it kept for :meth:`_commit_scalar_state`)."""
+        the values to store after it kept for :meth:`_commit_scalar_state`, in 0-d arrays
+        made now, before the first write)."""
         step = self.state["step"] + 1
         pending, result = [], []
         for index, hyper in enumerate(hyperparameters):
@@ -379,9 +614,9 @@ class Optimizer:
             stored = {name: float(buffers[name]) for name in self._scalar_state} if self._scalar_state[0] in buffers \
                 else None
             used, new = self._step_scalar_state(hyper, step, stored)
-            pending.append(new)
+            pending.append({name: np.array(value, np.float32) for name, value in new.items()})
             result.append({**hyper, **used})
-        self._pending_scalar_state: list[dict[str, float]] | None = pending
+        self._pending_scalar_state: list[dict[str, np.ndarray]] | None = pending
         return result
 
     def _commit_scalar_state(self) -> None:
@@ -395,7 +630,7 @@ class Optimizer:
                 if name in buffers:
                     buffers[name][...] = value
                 else:
-                    buffers[name] = np.array(value, np.float32)
+                    buffers[name] = value
 
     def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> tuple[Any, ...]:
         """The NamedTuple ``k`` both kernels read for one step of one group: its bool fields
@@ -423,9 +658,12 @@ class Optimizer:
         buffers, first = self._buffers(index, param, hyper)
         self._whole((param, grad, *buffers), self._scalars(hyper, step, first, param.dtype))
 
-    def _whole(self, arrays: tuple[np.ndarray, ...], k: Any) -> None:
+    def _whole(self, arrays: tuple[np.ndarray, ...], k: Any, scratch: list[np.ndarray] | None = None) -> None:
         assert self._kernel is not None, f"{type(self).__name__} has no _kernel"
-        self._kernel(list(arrays), _blocks.whole_scratch(arrays[0], self._n_scratch), k)
+        param = arrays[0]
+        if scratch is None:
+            scratch = _blocks.whole_scratch(param.shape, param.dtype, self._n_scratch)
+        self._kernel(list(arrays), scratch, k)
 
     def _elementwise(self) -> bool:
         return self._kernel is not None and type(self)._update is Optimizer._update
@@ -482,7 +720,7 @@ class Optimizer:
         arrays = plan.arrays(self, compiled.address if compiled is not None else None)
         if arrays is None:
             return None
-        defaults = self._check_hyperparameters("defaults: ", self.defaults)
+        defaults = self._checked_defaults()
         # Entries without overrides: the defaults, checked once (with the first one's name).
         plain = self._resolve(self.param_groups[plan.plain[0]], f"params[{plan.plain[0]}]: ", defaults) \
             if plan.plain else defaults
@@ -517,29 +755,67 @@ class Optimizer:
 
     def _run(self, work: Any, step: int, compiled: Any) -> None:
         """Apply the update (``work`` from :meth:`_prepare`; ``compiled``: the numba
-        backend's module, or None for NumPy)."""
+        backend's module, or None for NumPy). An error gets a note naming its entry."""
         if not self._elementwise():
+            self._wrote = True  # (its _update may write at once)
             for index, (entry, hyper) in enumerate(zip(self.param_groups, work)):
-                self._update(index, entry["params"], entry["grad"], hyper, step)
+                with self._naming([entry["params"]]):
+                    self._update(index, entry["params"], entry["grad"], hyper, step)
             return
         groups, whole = work
+        raising = _backend.errors_raise()
+        if raising:  # only NumPy raises FloatingPointError; one entry at a time, to name it
+            compiled = None
+            groups = [(hyper, first, [items], None, None) for hyper, first, group, _, _ in groups for items in group]
+        # Everything the calls need (constants, address tables, work arrays) is made before
+        # the first write, so that an allocation that fails changes nothing.
+        self._wrote = False
+        calls: list[tuple[list[np.ndarray], Callable[[], None]]] = []
+        sizes: dict[np.dtype, int] = {}
+        for items, _, _ in whole:
+            sizes[items[0].dtype] = max(sizes.get(items[0].dtype, 0), items[0].size)
+        scratch = {dtype: _blocks.whole_scratch((size,), dtype, self._n_scratch) for dtype, size in sizes.items()}
         for items, hyper, first in whole:
-            self._whole(items, self._scalars(hyper, step, first, items[0].dtype))
-        if compiled is not None and _backend.errors_raise():
-            compiled = None  # only NumPy raises FloatingPointError
+            param = items[0]
+            rows = [row[: param.size].reshape(param.shape) for row in scratch[param.dtype]]
+            with self._naming([param]):
+                k = self._scalars(hyper, step, first, param.dtype)
+            calls.append(([param], functools.partial(self._whole, items, k, rows)))
         for hyper, first, items, rows, parts in groups:
             dtype = items[0][0].dtype
-            k = self._scalars(hyper, step, first, dtype)
+            with self._naming([arrays[0] for arrays in items]):
+                k = self._scalars(hyper, step, first, dtype)
             if compiled is not None and self._kernel_factory is not None and _backend.covers(items[0]):
                 flags = tuple(value for value in k if isinstance(value, bool))
                 constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
                 if rows is None:  # no plan: the addresses from the arrays themselves
                     rows = [_blocks.table_row(arrays, 2 + len(self._buffer_order)) for arrays in items]
-                _blocks.run_compiled(compiled.kernel(self._kernel_factory, flags), rows, constants, parts)
+                table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
+                kernel = compiled.kernel(self._kernel_factory, flags)
+                call = functools.partial(_blocks.run_compiled, kernel, table, constants, parts)
             else:
                 assert self._kernel is not None
+                _blocks.reserve(items, self._n_scratch)  # the calling thread's work rows
                 written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
-                _blocks.run(self._kernel, items, k, written=written, n_scratch=self._n_scratch)
+                call = functools.partial(_blocks.run, self._kernel, items, k, written=written,
+                                         n_scratch=self._n_scratch)
+            calls.append(([arrays[0] for arrays in items], call))
+        self._wrote = True
+        for params, call in calls:
+            with self._naming(params):
+                call()
+
+    @contextlib.contextmanager
+    def _naming(self, params: list[np.ndarray]) -> Iterator[None]:
+        """Add a note naming the entries of ``params`` to an error raised in the body."""
+        try:
+            yield
+        except BaseException as error:
+            ids = {id(param) for param in params}
+            indices = [i for i, entry in enumerate(self.param_groups) if id(entry["params"]) in ids]
+            named = f"params[{indices[0]}]" if len(indices) == 1 else f"one of params{indices}"
+            error.add_note(f"numpy_optim: {type(self).__name__}.step() failed while updating {named}")
+            raise
 
     def _buffer(
         self, index: int, name: str, like: np.ndarray, hyper: dict[str, Any] | None = None,
@@ -547,11 +823,15 @@ class Optimizer:
         """Entry ``index``'s buffer ``name``, created at its fill value (zeros unless the
         optimizer says otherwise) if missing; ``(buffer, created)``. ``hyper``: the entry's
         hyperparameters, when the caller has resolved them already."""
-        buffers = self.state.setdefault(index, {})
+        buffers = self.state.get(index, _NO_BUFFERS)
         created = name not in buffers
         if created:
             fill = self._buffer_fill(name, hyper if hyper is not None else self._hyperparameters(index))
-            buffers[name] = np.zeros_like(like) if fill == 0.0 else np.full_like(like, fill)
+            buffer = np.zeros_like(like) if fill == 0.0 else np.full_like(like, fill)
+            buffers = self.state.setdefault(index, {})  # (after the allocation: it may fail)
+            buffers[name] = buffer
+            if self._created is not None:
+                self._created.append((index, name))
         return buffers[name], created
 
     def zero_grad(self) -> None:
@@ -580,31 +860,34 @@ class Optimizer:
         Returns
         -------
         dict
-            ``{"step": int, "defaults": {...}, "param_groups": [{overrides}, ...],
-            "state": [{buffer name: ndarray}, ...], "initial_lrs": [float, ...]}``: plain
-            dicts, lists, ndarrays and Python scalars (``betas`` as a list), one
+            ``{"class": str, "step": int, "defaults": {...}, "param_groups": [{overrides},
+            ...], "state": [{buffer name: ndarray}, ...], "initial_lrs": [float, ...]}``:
+            plain dicts, lists, ndarrays and Python scalars (``betas`` as a list), one
             ``param_groups``, ``state`` and ``initial_lrs`` item per entry (``initial_lrs``
-            is what a scheduler scales an entry's own lr from).
+            is what a scheduler scales an entry's own lr from). ``class`` is the
+            optimizer's class name: :meth:`load_state_dict` refuses another class's (Adam's
+            and AdamW's buffers have the same names, but weight decay means different things).
         """
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, (tuple, list)):
-                return [plain(v) for v in value]
-            return value.item() if isinstance(value, np.generic) else value  # NumPy scalar -> Python
-
-        return {
-            "step": int(self.state["step"]),
-            "defaults": {k: plain(v) for k, v in self.defaults.items()},
-            "param_groups": [
-                {k: plain(v) for k, v in entry.items() if k not in ("params", "grad")}
-                for entry in self.param_groups
-            ],
-            "state": [
-                {name: np.array(buf, copy=True) for name, buf in self.state.get(i, {}).items()}
-                for i in range(len(self.param_groups))
-            ],
-            "initial_lrs": [float(lr) for lr in self.initial_lrs],
-        }
+        with self._exclusive("state_dict", hold_sigint=False):
+            self._adopt_appended()
+            # The values as checked: Python floats, ints and bools (a Fraction or NumPy lr
+            # becomes a float), betas as a list.
+            defaults = self._checked_defaults()
+            groups = []
+            for index, entry in enumerate(self.param_groups):
+                where = f"params[{index}]: "
+                groups.append({**self._check_overrides(where, entry), **check_scheduler_keys(where, entry)})
+            return {
+                "class": type(self).__name__,
+                "step": int(self.state["step"]),
+                "defaults": {k: _plain(v) for k, v in defaults.items()},
+                "param_groups": [{k: _plain(v) for k, v in group.items()} for group in groups],
+                "state": [
+                    {name: np.array(buf, copy=True) for name, buf in self.state.get(i, {}).items()}
+                    for i in range(len(self.param_groups))
+                ],
+                "initial_lrs": [float(lr) for lr in self.initial_lrs],
+            }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot; continuing is then bitwise identical.
@@ -613,7 +896,11 @@ class Optimizer:
         shapes and dtypes); nothing changes unless all of it is valid. The arrays are
         copied, so the snapshot stays independent of the optimizer.
         """
-        step = check_state_dict_layout(state_dict)
+        with self._exclusive("load_state_dict"):
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        step = check_state_dict_layout(state_dict, cls=type(self).__name__)
         groups, buffers = state_dict["param_groups"], state_dict["state"]
         initial_lrs = state_dict["initial_lrs"]
         for name, value in (("param_groups", groups), ("state", buffers), ("initial_lrs", initial_lrs)):
@@ -662,6 +949,7 @@ class Optimizer:
                     )
                 if not isinstance(array, np.ndarray):
                     raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(array)}")
+                check_plain_array(where, array)
                 shape, dtype = self._buffer_layout(name, param)
                 if array.shape != shape or array.dtype != dtype:
                     raise ValueError(
@@ -686,6 +974,20 @@ class Optimizer:
         self.state = new_state
         self.initial_lrs = initial_lrs
         self._plan = None
+
+
+def _warn_if_eps_underflows(where: str, hyper: Mapping[str, Any], dtype: np.dtype) -> None:
+    """Warn when a positive ``eps`` rounds to zero in the parameters' dtype: Adam's default
+    1e-8 is 0 in float16 (whose smallest subnormal is 6e-8), so ``sqrt(v) + eps`` no longer
+    keeps the division from 0 / 0, as in torch, which rounds it the same way."""
+    eps = hyper.get("eps")
+    if isinstance(eps, float) and 0 < eps < 1 and dtype.type(eps) == 0:
+        warnings.warn(
+            f"{where}: eps={eps!r} rounds to 0 in {dtype} (the parameters' dtype), so it no longer keeps "
+            f"the denominator from 0; use eps >= {float(np.finfo(dtype).smallest_subnormal):.3g}, or "
+            f"float32 parameters",
+            RuntimeWarning, stacklevel=4,
+        )
 
 
 _META = operator.attrgetter("shape", "dtype", "flags.num")  # flags: contiguity, writeability, ...
@@ -773,6 +1075,13 @@ class _Plan:
             if list(map(address, used)) != self.addresses:
                 return None
         return arrays
+
+
+def _plain(value: Any) -> Any:
+    """A state dict's value as plain Python: tuples as lists, NumPy scalars as Python's."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 _PARAMS_AND_GRAD = operator.itemgetter("params", "grad")

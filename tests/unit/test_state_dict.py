@@ -132,7 +132,7 @@ def test_state_dict_holds_only_plain_dicts_lists_ndarrays_and_python_scalars(cls
     opt = cls(entries, **kwargs)
     run(opt, gradients(np.float32, 2))
     saved = opt.state_dict()
-    assert set(saved) == {"step", "defaults", "param_groups", "state", "initial_lrs"}
+    assert set(saved) == {"class", "step", "defaults", "param_groups", "state", "initial_lrs"}
     assert type(saved["step"]) is int and saved["step"] == 2
     assert_plain(saved)
     assert len(saved["param_groups"]) == len(saved["state"]) == len(saved["initial_lrs"]) == len(SHAPES)
