@@ -190,6 +190,7 @@ def check_state_dict_layout(state_dict: Any, name: str = "state_dict", cls: str 
     step = state_dict["step"]
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"Invalid {name}['step']: {step!r:.80} (expected an int >= 0)")
+    step = int(step)
     if not 0 <= step <= MAX_STEP:
         shown = repr(step) if abs(step) < 10**30 else f"an int of {len(str(abs(step)))} digits"
         raise ValueError(f"Invalid {name}['step']: {shown} (expected an int in [0, 2**53])")
@@ -323,6 +324,7 @@ class Optimizer:
         self._schedulers: list[weakref.ref[Any]] = []  # told of add_param_group (numpy_optim.lr_scheduler)
         self._created: list[tuple[int, str]] | None = None  # buffers the running step created
         self._wrote = False  # whether the running step has begun writing
+        self._pending_scalar_state: list[dict[str, np.ndarray]] | None = None  # stored once a step is done
         entries = list(params)
         self._check_entries(entries)
         self.param_groups: list[Entry] = entries
@@ -616,11 +618,11 @@ class Optimizer:
             used, new = self._step_scalar_state(hyper, step, stored)
             pending.append({name: np.array(value, np.float32) for name, value in new.items()})
             result.append({**hyper, **used})
-        self._pending_scalar_state: list[dict[str, np.ndarray]] | None = pending
+        self._pending_scalar_state = pending
         return result
 
     def _commit_scalar_state(self) -> None:
-        pending = getattr(self, "_pending_scalar_state", None)
+        pending = self._pending_scalar_state
         if not pending:
             return
         self._pending_scalar_state = None
@@ -789,10 +791,12 @@ class Optimizer:
                 flags = tuple(value for value in k if isinstance(value, bool))
                 constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
                 if rows is None:  # no plan: the addresses from the arrays themselves
-                    rows = [_blocks.table_row(arrays, 2 + len(self._buffer_order)) for arrays in items]
-                table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
+                    table = np.array([_blocks.table_row(arrays, 2 + len(self._buffer_order)) for arrays in items],
+                                     np.int64)
+                else:
+                    table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
                 kernel = compiled.kernel(self._kernel_factory, flags)
-                call = functools.partial(_blocks.run_compiled, kernel, table, constants, parts)
+                call: Callable[[], None] = functools.partial(_blocks.run_compiled, kernel, table, constants, parts)
             else:
                 assert self._kernel is not None
                 _blocks.reserve(items, self._n_scratch)  # the calling thread's work rows
