@@ -738,7 +738,7 @@ class Optimizer:
         resolved: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]] = {}
         for index in plan.overriding:
             entry = self.param_groups[index]
-            memo_key = _overrides_key(entry)
+            memo_key = (entry["params"].dtype, _overrides_key(entry))  # the group key holds the dtype
             if memo_key in resolved:
                 hyper, names, key = resolved[memo_key]
             else:

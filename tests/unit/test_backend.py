@@ -1515,3 +1515,31 @@ def test_a_child_forked_while_the_pool_lock_is_held_can_step():
         assert not alive, "the forked child hung in its step"
         assert process.exitcode == 0
         assert done.get(timeout=5) < 1.0
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("cls, kwargs", [(SGD, {"lr": 0.05, "momentum": 0.9}), (Adam, {"lr": 0.05}),
+                                         (AdamW, {"lr": 0.05, "amsgrad": True})], ids=["SGD", "Adam", "AdamW"])
+def test_entries_of_two_dtypes_with_the_same_overrides_keep_their_own_groups_on_the_plan(side, cls, kwargs):
+    """A scheduler gives float64 and float32 entries the same lr: on the reused plan they were
+    resolved once by their overrides, and the float32 ones joined the float64 group (its
+    float64 constants and kernel on float32 memory: NaNs, then heap corruption). Regression
+    test: the group key is resolved per dtype."""
+    shapes = [(4, 3), (5,), (7,), (2, 2)]
+    dtypes = [np.float64, np.float32, np.float32, np.float64]
+    pair = []
+    for _ in range(2):
+        rng = np.random.default_rng(21)
+        entries = [{"params": rng.standard_normal(s).astype(d), "grad": rng.standard_normal(s).astype(d), "lr": 0.05}
+                   for s, d in zip(shapes, dtypes)]
+        pair.append(cls(entries, **kwargs))
+    opt, ref = pair
+    for step in range(6):
+        if step == 2:
+            for o in (opt, ref):
+                for entry in o.param_groups:
+                    entry["lr"] = 0.025
+        with on(side):
+            opt.step()
+        reference_step(ref)
+        assert_bitwise(ref, opt, f"{side}: {cls.__name__} step {step + 1}")
