@@ -8,6 +8,7 @@ from .adagrad import Adagrad
 from .adam import Adam, AdamW, adam_update_
 from .adamax import Adamax
 from .asgd import ASGD
+from .checkpoint import load, save
 from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .lbfgs import LBFGS
 from .nadam import NAdam
@@ -19,6 +20,8 @@ from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, Warmup
 from .sgd import SGD, sgd_update_
 
 __all__ = [
+    "load",
+    "save",
     "SGD",
     "Adam",
     "AdamW",
