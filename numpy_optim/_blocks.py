@@ -53,10 +53,13 @@ def _default_threads() -> int:
     configured = os.environ.get("NUMPY_OPTIM_THREADS", "").strip()
     if configured:
         try:
-            return max(1, int(configured))
+            threads = int(configured)
+            if threads < 1:
+                raise ValueError
+            return threads
         except ValueError:
             raise ValueError(
-                f"NUMPY_OPTIM_THREADS must be an integer (the threads a step may use), got {configured!r}"
+                f"NUMPY_OPTIM_THREADS must be an integer >= 1 (the threads a step may use), got {configured!r}"
             ) from None
     try:
         return len(os.sched_getaffinity(0))

@@ -171,6 +171,7 @@ class Adafactor(Optimizer):
     array([ 2.96464466, -4.03535534])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = None
     _validators = {
         "lr": _check_lr,

@@ -168,6 +168,7 @@ class Adagrad(Optimizer):
     array([2.9])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(adagrad_update_)
     _kernel_factory = staticmethod(adagrad_compiled)
     _n_scratch = 2

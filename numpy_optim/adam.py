@@ -225,6 +225,7 @@ class Adam(Optimizer):
     array([2.999])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(adam_update_)
     _kernel_factory = staticmethod(adam_compiled)
     _n_scratch = 3

@@ -186,6 +186,7 @@ class Adamax(Optimizer):
     array([2.998])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(adamax_update_)
     _kernel_factory = staticmethod(adamax_compiled)
     _n_scratch = 2

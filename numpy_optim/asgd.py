@@ -211,6 +211,7 @@ class ASGD(Optimizer):
     array([2.39997])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(asgd_update_)
     _kernel_factory = staticmethod(asgd_compiled)
     _n_scratch = 2

@@ -239,6 +239,7 @@ class NAdam(Optimizer):
     array([2.997887])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(nadam_update_)
     _kernel_factory = staticmethod(nadam_compiled)
     _n_scratch = 3

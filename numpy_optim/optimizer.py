@@ -487,6 +487,8 @@ class Optimizer:
         """
         with self._exclusive("step"):
             compiled = _backend.compiled() if self._elementwise() else None  # may refuse: before anything
+            if self.state["step"] >= MAX_STEP:
+                raise ValueError(f"{type(self).__name__} has taken 2**53 steps, the most a state dict holds")
             self._adopt_appended()
             self._created = []
             try:
@@ -539,6 +541,7 @@ class Optimizer:
         then have one more entry. A refused call changes nothing.
         """
         with self._exclusive("add_param_group"):
+            self._check_can_add("add_param_group")
             entries = [*self.param_groups, param_group]
             hyper = self._check_entries(entries)[-1]
             schedulers = [s for s in (ref() for ref in self._schedulers) if s is not None]
@@ -555,8 +558,24 @@ class Optimizer:
         their lrs added to :attr:`initial_lrs`, as :meth:`add_param_group` does (but the
         schedulers are not told: they refuse to step until they are)."""
         if len(self.initial_lrs) < len(self.param_groups):
+            self._check_can_add("an entry appended to param_groups")
             hyperparameters = self._check_entries(self.param_groups)
             self.initial_lrs.extend(hyper["lr"] for hyper in hyperparameters[len(self.initial_lrs):])
+
+    #: Whether the update depends on the step count (bias corrections, decays): then an entry
+    #: added after the first step would take the step count of the others, where torch's
+    #: new group starts at step 1 (torch counts steps per parameter, numpy_optim per
+    #: optimizer), so that is refused.
+    _counts_steps = False
+
+    def _check_can_add(self, what: str) -> None:
+        if self._counts_steps and self.state["step"] > 0:
+            raise ValueError(
+                f"{what}: {type(self).__name__} counts its steps per optimizer (state['step'] = "
+                f"{self.state['step']}), so a new entry would take the bias corrections of step "
+                f"{self.state['step'] + 1}, where torch's new group starts at step 1; add entries before the first "
+                f"step, or give them an optimizer of their own"
+            )
 
     def _register_scheduler(self, scheduler: Any) -> None:
         """Tell ``scheduler`` (weakly referenced) of every later :meth:`add_param_group`."""
@@ -934,6 +953,9 @@ class Optimizer:
             where = f"state_dict['param_groups'][{index}]: "
             if not isinstance(overrides, Mapping):
                 raise TypeError(f"{where}expected a dict, got {type(overrides).__name__}")
+            arrays = sorted({"params", "grad"}.intersection(overrides))
+            if arrays:
+                raise ValueError(f"{where}has {arrays}: a state dict holds hyperparameters, not the entry's arrays")
             scheduler_keys = check_scheduler_keys(where, overrides)
             overrides = self._check_overrides(where, overrides)
             hyper = {**defaults, **overrides}

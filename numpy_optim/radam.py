@@ -234,6 +234,7 @@ class RAdam(Optimizer):
     array([2.994])
     """
 
+    _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(radam_update_)
     _kernel_factory = staticmethod(radam_compiled)
     _n_scratch = 3

@@ -578,4 +578,4 @@ def test_a_non_integer_threads_variable_names_itself_at_import():
                             env={**__import__("os").environ, "NUMPY_OPTIM_THREADS": "abc"})
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        "ValueError: NUMPY_OPTIM_THREADS must be an integer (the threads a step may use), got 'abc'")
+        "ValueError: NUMPY_OPTIM_THREADS must be an integer >= 1 (the threads a step may use), got 'abc'")
