@@ -184,8 +184,8 @@ def check_state_dict_layout(state_dict: Any, name: str = "state_dict", cls: str 
         raise TypeError(f"Invalid {name}['class']: {saved_class!r:.80} (expected a class name, a str)")
     if cls is not None and saved_class != cls:
         raise ValueError(
-            f"{name} is the state of a {saved_class} optimizer; this optimizer is a {cls} (their "
-            f"hyperparameters and buffers mean different things: build a {saved_class} to load it)"
+            f"{name} is the state of {saved_class}, and this optimizer is {cls} (their hyperparameters and "
+            f"buffers mean different things: load it into {saved_class})"
         )
     step = state_dict["step"]
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):

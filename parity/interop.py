@@ -12,7 +12,7 @@ history: see :func:`lbfgs_torch_to_numpy`)::
 
 numpy_optim's ``optimizer.state_dict()`` (numpy_optim/optimizer.py)::
 
-    {"step": int, "defaults": {...}, "param_groups": [{overrides}, ...], "state": [{buffer: ndarray}, ...],
+    {"class": str, "step": int, "defaults": {...}, "param_groups": [{overrides}, ...], "state": [{buffer: ndarray}, ...],
      "initial_lrs": [float, ...]}
 
 with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The correspondence:
@@ -206,6 +206,7 @@ def _lbfgs_torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: Any, s
     first = {name: _lbfgs_value(value, True) for name, value in saved.get(ids[0], {}).items()}
     count = optimizer.state["step"] if step is None else step
     return {
+        "class": type(optimizer).__name__,
         "step": count,
         "defaults": _for_numpy(defaults),
         "param_groups": [{} for _ in optimizer.param_groups],
@@ -215,7 +216,7 @@ def _lbfgs_torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: Any, s
 
 
 def _lbfgs_numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: Any) -> dict[str, Any]:
-    numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict")
+    numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict", cls="LBFGS")
     params = [p for group in torch_optimizer.param_groups for p in group["params"]]
     saved = numpy_state_dict["state"]
     if not isinstance(saved, (list, tuple)) or len(saved) != len(params):
@@ -253,7 +254,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
     Returns
     -------
     dict
-        ``{"step", "defaults", "param_groups", "state", "initial_lrs"}`` for
+        ``{"class", "step", "defaults", "param_groups", "state", "initial_lrs"}`` for
         ``optimizer.load_state_dict``: plain Python values (``betas`` as a list) and fresh
         ndarrays. ``defaults[k]`` is the optimizer's default when an entry that does not
         override ``k`` has that value in torch, else the value of the first such entry; an
@@ -381,6 +382,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         count = optimizer.state["step"]
 
     return {
+        "class": type(optimizer).__name__,
         "step": int(count),
         "defaults": _for_numpy(defaults),
         "param_groups": [_for_numpy(o) for o in overrides],
@@ -428,7 +430,7 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
     pair = _pair_for_torch(torch_optimizer)
     if pair.closure:  # LBFGS
         return _lbfgs_numpy_to_torch(numpy_state_dict, torch_optimizer)
-    step = numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict")
+    step = numpy_optim.optimizer.check_state_dict_layout(numpy_state_dict, "numpy_state_dict", cls=pair.ours.__name__)
     defaults = numpy_state_dict["defaults"]
     if not isinstance(defaults, Mapping):
         raise TypeError(f"numpy_state_dict['defaults'] must be a dict, got {type(defaults).__name__}")

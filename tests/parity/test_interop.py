@@ -467,7 +467,7 @@ NUMPY_TO_TORCH_REFUSALS = [
     pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"momentum": 0.9}, {}]}, t), ValueError,
                  "unknown hyperparameters ['momentum']", id="foreign-hyperparameter"),
     pytest.param(lambda sd, t: (sd, torch.optim.SGD([p for g in t.param_groups for p in g["params"]])), ValueError,
-                 "but torch.optim.SGD has", id="adam-into-sgd"),
+                 "is the state of Adam, and this optimizer is SGD", id="adam-into-sgd"),
     pytest.param(lambda sd, t: ({**sd, "state": [{**sd["state"][0], "exp_avg": np.zeros(3)}, *sd["state"][1:]]}, t),
                  ValueError, "has shape (3,) and dtype float64, but torch parameter 0 (shape (3, 2), "
                  "dtype torch.float64) keeps it",
