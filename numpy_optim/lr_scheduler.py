@@ -31,15 +31,48 @@ bit). The recursive ("chainable") schedulers multiply the *current* lr at every 
 torch does; their closed forms (``step(epoch)``, deprecated in torch) differ from the
 recursion in the last bits, which is why both are kept.
 
+Entries added later: ``optimizer.add_param_group(entry)``
+---------------------------------------------------------
+Every scheduler registers with its optimizer, which asks it first whether it can schedule
+the new entry (:meth:`LRScheduler._check_new_entry`; a refusal changes nothing) and then
+tells it (:meth:`LRScheduler._add_entry`). The new entry gets its own ``"lr"`` (unchanged:
+the optimizer's when it has none), ``initial_lr`` = that lr unless it has one, and the keys
+the scheduler writes into its entries at construction; ``base_lrs`` and every per-entry
+list grow by one. From the next ``step()`` its lr follows the class's formula exactly as the
+other entries' do: a closed form from its base lr (LambdaLR, CyclicLR, OneCycleLR,
+CosineAnnealingWarmRestarts, and ``step(epoch)``), or the recursion from its current lr
+(the others). A scheduler given one value per entry (a list of ``lr_lambda``, ``base_lr``,
+``max_lr``, momenta or ``min_lr``) has no value for a new entry and refuses it. torch
+applies the same formulas but, zipping per-group lists, skips or fails on a group added
+later (the recursive classes apart, whose results ours equal). An entry appended to
+``optimizer.param_groups`` directly is not scheduled: ``step()`` refuses to run until
+the counts agree.
+
 Where numpy_optim differs from torch
 ------------------------------------
 Only in refusing, with a clear ``ValueError`` or ``TypeError`` raised before anything
 changes, arguments with which torch fails later or unhelpfully (a ``ZeroDivisionError``, an
-``AttributeError``, a ``KeyError``, an ``OverflowError``, a NaN learning rate), and in
+``AttributeError``, a ``KeyError``, an ``OverflowError``, a NaN learning rate), in
 state dicts that hold plain values only (MultiStepLR's milestones as a sorted list,
-not a ``Counter``). Each class's docstring says which arguments. Everything torch
-accepts and computes, including its surprises, is reproduced; the docstrings list them.
-An LBFGS optimizer cannot be scheduled (its entries cannot carry their own lr).
+not a ``Counter``; NumPy scalars and Fractions as Python numbers) and record their class
+(``state_dict()["class"]``, the only key torch has not), and in adding entries (above).
+Each class's docstring says which arguments. Everything torch accepts and computes,
+including its surprises, is reproduced; the docstrings list them. An LBFGS optimizer
+cannot be scheduled (its entries cannot carry their own lr).
+
+State dicts
+-----------
+``state_dict()`` is ``{"class": class name, attribute: value, ...}``: torch's keys and
+values (every attribute but the optimizer), as plain Python values (dict, list, str,
+int, float, bool, None). ``load_state_dict`` checks the whole dict before changing
+anything: the class, the keys, every value plain and of the kind this scheduler holds
+(number, str, bool, None, list, dict), ints that fit a float, and one item per entry in
+the per-entry lists (``base_lrs``, ``_last_lr``, ``min_lrs``...); SequentialLR's and
+ChainedScheduler's ``_schedulers`` hold their members' state dicts, each checked so. The
+attributes of a user's callable ``lr_lambda`` or ``scale_fn`` (torch saves its
+``__dict__``) are the user's: saved as they are (NumPy scalars as Python numbers) and
+restored into it, only their form checked (a dict for a callable object, None for a
+function).
 """
 
 from __future__ import annotations
@@ -55,7 +88,9 @@ from functools import partial, wraps
 from typing import Any
 from weakref import ref
 
-from .optimizer import Optimizer
+import numpy as np
+
+from .optimizer import Optimizer, as_float
 
 __all__ = [
     "LRScheduler",
@@ -91,19 +126,17 @@ EPOCH_DEPRECATION_WARNING = (
 
 
 def _number(name: str, value: Any) -> Any:
-    """A finite real number (not a bool). Python ints and floats are returned as they are, so
-    the arithmetic is exactly torch's; other reals (NumPy scalars, Fractions) become floats."""
+    """A finite real number (not a bool) that fits a float, as a plain Python number: ints
+    (NumPy's too) as ``int``, so the arithmetic is exactly torch's, other reals (NumPy
+    scalars, Fractions) as ``float``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})")
-    try:
-        as_float = float(value)
-    except OverflowError:
-        raise ValueError(f"Invalid {name} value: {value!r} (too large for a float)") from None
-    if not math.isfinite(as_float):
+    converted = as_float(name, value)  # a ValueError naming ``name`` for a huge int
+    if not math.isfinite(converted):
         raise ValueError(f"Invalid {name} value: {value!r} (must be finite)")
     if isinstance(value, numbers.Integral):
         return int(value)
-    return value if type(value) is float else as_float
+    return converted
 
 
 def _integer(name: str, value: Any) -> int:
@@ -125,7 +158,16 @@ def _check_optimizer(optimizer: Any) -> Optimizer:
         if not isinstance(entry, dict):
             raise TypeError(f"params[{index}] must be a dict, got {type(entry).__name__}")
         _number(f"params[{index}]['lr']", entry.get("lr", optimizer.defaults["lr"]))
+        if "initial_lr" in entry:
+            _number(f"params[{index}]['initial_lr']", entry["initial_lr"])
     return optimizer
+
+
+def _own_lr(optimizer: Optimizer, entry: dict[str, Any], index: int) -> Any:
+    """Give ``entry`` its own ``"lr"`` (the optimizer's when it has none), as a plain number
+    (the same value: a Fraction or NumPy lr as a float), and return it."""
+    entry["lr"] = _number(f"params[{index}]['lr']", entry.get("lr", optimizer.defaults["lr"]))
+    return entry["lr"]
 
 
 def _check_last_epoch(optimizer: Optimizer, last_epoch: Any) -> int:
@@ -164,13 +206,26 @@ def _check_momentum_support(optimizer: Optimizer) -> bool:
     return "betas" in optimizer.defaults
 
 
-def _materialize(optimizer: Optimizer, key: str) -> None:
-    """Give every entry its own ``key`` (the optimizer's value when it has none), as every
-    torch parameter group has one."""
-    for entry in optimizer.param_groups:
+def _materialize(optimizer: Optimizer, key: str, entries: Iterable[dict[str, Any]] | None = None) -> None:
+    """Give every entry (of ``entries``, by default all) its own ``key`` (the optimizer's value
+    when it has none), as every torch parameter group has one."""
+    for entry in optimizer.param_groups if entries is None else entries:
         if key not in entry:
             value = optimizer.defaults[key]
             entry[key] = tuple(value) if isinstance(value, list) else value
+
+
+def _scalar(name: str, param: Any) -> Any:
+    """The one value given for every entry, or None for a list of one value per entry (then a
+    scheduler has no value for an entry added later)."""
+    return None if isinstance(param, (list, tuple)) else _number(name, param)
+
+
+def _refuse_new_entry(scheduler: Any, name: str) -> None:
+    raise ValueError(
+        f"{type(scheduler).__name__} was given one {name} per entry (a list), so it has no {name} for a new entry: "
+        f"add_param_group is refused (build the scheduler again, with a value for every entry)"
+    )
 
 
 def _set_momentum(group: dict[str, Any], use_beta1: bool, momentum: float) -> None:
@@ -184,15 +239,87 @@ def _lrs(optimizer: Optimizer) -> list[Any]:
     return [group["lr"] for group in optimizer.param_groups]
 
 
-def _check_state_dict(scheduler: Any, state_dict: Any, expected: Iterable[str]) -> None:
+#: The per-entry lists of a scheduler's state: one item per entry.
+_PER_ENTRY = frozenset({"base_lrs", "_last_lr", "max_lrs", "base_momentums", "max_momentums", "min_lrs"})
+
+
+def _kind(value: Any) -> str | None:
+    """What a plain state value is ("number": an int or a float); None for a non-plain one."""
+    if value is None:
+        return "None"
+    return {bool: "bool", int: "number", float: "number", str: "str", list: "list", tuple: "list",
+            dict: "dict"}.get(type(value))
+
+
+_ANY = object()  # no reference value: any plain value
+
+
+def _check_like(where: str, value: Any, like: Any, per_entry: bool = False) -> None:
+    """``value`` (loaded at ``where``) is plain, of the kind of ``like`` (the scheduler's own
+    value there, or _ANY), with every int within a float's range; a ``per_entry`` list has
+    ``like``'s length; items and dict values are checked against ``like``'s (its last item,
+    for a list of another length; any plain value, for a dict with other keys)."""
+    kind = _kind(value)
+    if kind is None:
+        raise TypeError(f"Invalid {where}: {value!r:.80} (a {type(value).__module__}.{type(value).__qualname__}; a "
+                        f"scheduler's state holds plain values: dict, list, str, int, float, bool, None)")
+    if like is not _ANY and kind != _kind(like):
+        raise TypeError(f"Invalid {where}: {value!r:.80} (expected a {_kind(like)}, as this scheduler holds, "
+                        f"got a {type(value).__name__})")
+    if type(value) is int:
+        as_float(where, value)
+    elif kind == "list":
+        if per_entry and len(value) != len(like):
+            raise ValueError(f"Invalid {where}: {len(value)} items, but the scheduler knows {len(like)} entries "
+                             f"(one item per entry; add entries to both with optimizer.add_param_group)")
+        for i, item in enumerate(value):
+            _check_like(f"{where}[{i}]", item, like[min(i, len(like) - 1)] if like is not _ANY and like else _ANY)
+    elif kind == "dict":
+        same = like is not _ANY and set(value) == set(like)
+        for key, item in value.items():
+            if _kind(key) not in ("str", "number", "bool", "None"):
+                raise TypeError(f"Invalid {where}: a key {key!r:.80} (keys are str, int, float, bool or None)")
+            _check_like(f"{where}[{key!r}]", item, like[key] if same else _ANY)
+
+
+def _check_state_dict(scheduler: Any, state_dict: Any, current: dict[str, Any]) -> None:
+    """Refuse a state dict that is not a state of ``scheduler`` (``current`` is its own
+    ``state_dict()``): another class's, other keys, or values of :func:`_check_like`'s
+    refusals (but for the keys in ``scheduler._own_checks``)."""
     if not isinstance(state_dict, dict):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-    expected = set(expected)
-    if set(state_dict) != expected:
-        raise ValueError(
-            f"state_dict for {type(scheduler).__name__} must have the keys {sorted(expected)}, "
-            f"got {sorted(state_dict)}"
-        )
+    name = current["class"]
+    saved = state_dict.get("class", name)
+    if not isinstance(saved, str):
+        raise TypeError(f"Invalid state_dict['class']: {saved!r:.80} (expected a class name, a str)")
+    if saved != name:
+        raise ValueError(f"state_dict records class {saved!r} but this scheduler's class is {name!r} (another class's "
+                         f"state means something else: build a {saved} to load it)")
+    if set(state_dict) != set(current):
+        raise ValueError(f"state_dict for {name} must have the keys {sorted(current)}, got {sorted(state_dict)}")
+    for key, value in state_dict.items():
+        if key not in scheduler._own_checks:
+            _check_like(f"state_dict[{key!r}]", value, current[key], per_entry=key in _PER_ENTRY)
+
+
+def _check_attributes(where: str, saved: Any, fn: Any) -> None:
+    """``saved`` restores the attributes of a user's callable ``fn`` (torch's state of an
+    ``lr_lambda`` or ``scale_fn``): None for a function (torch saves none), else a dict (its
+    ``__dict__``, whatever it holds)."""
+    if isinstance(fn, types.FunctionType) or fn is None:
+        if saved is not None:
+            raise TypeError(f"Invalid {where}: {saved!r:.80} (expected None: {fn!r:.80} is a function, whose "
+                            "attributes a state dict does not hold)")
+    elif not isinstance(saved, dict):
+        raise TypeError(f"Invalid {where}: {saved!r:.80} (expected the dict of {fn!r:.80}'s attributes)")
+    elif saved and not hasattr(fn, "__dict__"):
+        raise ValueError(f"Invalid {where}: {saved!r:.80} ({fn!r:.80} has no attributes to restore)")
+
+
+def _attributes(fn: Any) -> dict[str, Any] | None:
+    """torch's state of a user's callable (see :func:`_check_attributes`), NumPy scalars as
+    Python numbers."""
+    return None if fn is None or isinstance(fn, types.FunctionType) else _plain(dict(getattr(fn, "__dict__", {})))
 
 
 # --------------------------------------------------------------------------------------
@@ -223,24 +350,37 @@ class LRScheduler:
     ``step()`` warns, as torch does, when it is called for the first time before
     ``optimizer.step()`` (the optimizer's ``step`` is wrapped once to notice), or after
     ``optimizer.step`` was replaced. ``step(epoch)`` warns that the epoch is deprecated and
-    uses the closed form where the class has one.
+    uses the closed form where the class has one. ``step()`` refuses to run when the
+    optimizer has entries the scheduler was not told of (appended to ``param_groups``
+    directly: use ``optimizer.add_param_group``).
+
+    A built scheduler registers with its optimizer, which calls :meth:`_check_new_entry`
+    and :meth:`_add_entry` in ``add_param_group`` (module docstring).
     """
 
     _get_lr_called_within_step: bool = False
     _is_initial: bool = False
+    #: Attributes that configure the scheduler rather than record where it is (torch has no
+    #: such attributes): left out of :meth:`state_dict` and kept by :meth:`load_state_dict`.
+    _config: tuple[str, ...] = ("optimizer",)
+    #: State keys whose values the class checks itself (the base class checks all the others).
+    _own_checks: tuple[str, ...] = ()
+    _last_lr: list[Any]
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
         last_epoch = _check_last_epoch(optimizer, last_epoch)
         self.optimizer = optimizer
-        _materialize(optimizer, "lr")
-        if last_epoch == -1:
-            for group in optimizer.param_groups:
+        for index, group in enumerate(optimizer.param_groups):
+            _own_lr(optimizer, group, index)
+            if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
-        self.base_lrs: list[Any] = [group["initial_lr"] for group in optimizer.param_groups]
+        self.base_lrs: list[Any] = [_number(f"params[{i}]['initial_lr']", group["initial_lr"])
+                                    for i, group in enumerate(optimizer.param_groups)]
         self.last_epoch = last_epoch
         _patch_track_step_called(optimizer)
         self._initial_step()
+        optimizer._register_scheduler(self)
 
     def _initial_step(self) -> None:
         """Reset the step count and perform a step."""
@@ -254,14 +394,54 @@ class LRScheduler:
     # ----- state dicts ------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer, as torch's (plain values only)."""
-        return {key: _plain(value) for key, value in self.__dict__.items() if key != "optimizer"}
+        """``{"class": the class name, attribute: value, ...}``: every attribute but the
+        optimizer, as torch's, plain values only (copies), and the class name."""
+        state = {"class": type(self).__name__}
+        state.update((key, _plain(value)) for key, value in self.__dict__.items() if key not in self._config)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s snapshot (the optimizer's lrs come from the optimizer's
-        own state dict, as in torch). The caller's dict is not modified."""
+        own state dict, as in torch). It is checked whole before anything changes (module
+        docstring: its class, keys and values); the caller's dict is not modified."""
+        self._apply_state(self._checked_state(state_dict))
+
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        """``state_dict`` checked (nothing changed yet): the attributes to set, copied."""
         _check_state_dict(self, state_dict, self.state_dict())
-        self.__dict__.update(_unplain(type(self), state_dict))
+        return {key: _plain(value) for key, value in state_dict.items() if key != "class"}
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        """Set what :meth:`_checked_state` returned (it cannot fail)."""
+        self.__dict__.update(state)
+
+    # ----- entries added by optimizer.add_param_group -------------------------------------
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        """Refuse (ValueError) an entry that ``optimizer.add_param_group`` is about to append
+        and this scheduler cannot schedule; the optimizer has checked the entry itself. Every
+        entry is accepted here; a scheduler given one value per entry refuses."""
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        """Take on ``entry``, just appended by ``optimizer.add_param_group``: its own lr
+        (unchanged), ``initial_lr`` (its lr unless it has one), one more base lr and last lr."""
+        lr = _own_lr(self.optimizer, entry, len(self.optimizer.param_groups) - 1)
+        entry.setdefault("initial_lr", lr)
+        self.base_lrs = [*self.base_lrs, self._new_base_lr(entry)]
+        self._last_lr = [*self._last_lr, lr]  # a new list: SequentialLR's may be this one
+
+    def _new_base_lr(self, entry: dict[str, Any]) -> Any:
+        """The base lr of an entry added later: its ``initial_lr``."""
+        return _number("initial_lr", entry["initial_lr"])
+
+    def _check_entries_known(self) -> None:
+        """Refuse to step when the optimizer's entries are not the ones this scheduler knows."""
+        entries, known = len(self.optimizer.param_groups), len(self._last_lr)
+        if entries != known:
+            raise ValueError(
+                f"{type(self).__name__}: params has {entries} entries but the scheduler knows {known}; add entries "
+                f"with optimizer.add_param_group(...) (an entry appended to param_groups directly is not scheduled)"
+            )
 
     # ----- the schedule -----------------------------------------------------------------
 
@@ -281,6 +461,8 @@ class LRScheduler:
         ``epoch`` (deprecated in torch, with its warning) sets ``last_epoch`` instead and uses
         the closed form where the class has one.
         """
+        if not self._is_initial:
+            self._check_entries_known()
         if epoch is not None:
             epoch = _number("epoch", epoch)
             if hasattr(self, "_get_closed_form_lr"):
@@ -328,7 +510,7 @@ class LRScheduler:
             self._get_lr_called_within_step = False
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             group["lr"] = lr
-        self._last_lr: list[Any] = _lrs(self.optimizer)
+        self._last_lr = _lrs(self.optimizer)
 
 
 def _warn_get_lr_called_within_step(scheduler: LRScheduler) -> None:
@@ -360,21 +542,18 @@ def _patch_track_step_called(optimizer: Optimizer) -> None:
 
 def _plain(value: Any) -> Any:
     """A state-dict value as plain data, copied (nothing aliased to the scheduler):
-    MultiStepLR's Counter as the sorted milestones."""
+    MultiStepLR's Counter as the sorted milestones, a NumPy scalar (an lr a user's
+    ``lr_lambda`` made one) as a Python number (an array, in a user's callable's
+    attributes, copied)."""
     if isinstance(value, Counter):
         return sorted(value.elements())
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
-    return value
-
-
-def _unplain(cls: type, state_dict: dict[str, Any]) -> dict[str, Any]:
-    restored = {k: _plain(v) for k, v in state_dict.items()}  # copies: the caller's dict stays theirs
-    if issubclass(cls, MultiStepLR):
-        restored["milestones"] = Counter(restored["milestones"])
-    return restored
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # --------------------------------------------------------------------------------------
@@ -385,7 +564,10 @@ def _unplain(cls: type, state_dict: dict[str, Any]) -> dict[str, Any]:
 class _LambdaScheduler(LRScheduler):
     """What LambdaLR and MultiplicativeLR share: one function per entry, and torch's state
     dict of them (functions left out as None; other callables saved as a copy of their
-    ``__dict__``)."""
+    ``__dict__``). An entry added later gets the function, if one was given for all."""
+
+    _config = ("optimizer", "lr_lambdas", "_one_lambda")
+    _own_checks = ("lr_lambdas",)
 
     def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
@@ -400,23 +582,38 @@ class _LambdaScheduler(LRScheduler):
             if not callable(fn):
                 raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
         self.lr_lambdas: list[Callable[[int], float]] = lr_lambdas
+        self._one_lambda = None if isinstance(lr_lambda, (list, tuple)) else lr_lambda
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {k: _plain(v) for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
-        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(getattr(fn, "__dict__", {}))
-                               for fn in self.lr_lambdas]
+        state = super().state_dict()
+        state["lr_lambdas"] = [_attributes(fn) for fn in self.lr_lambdas]
         return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _check_state_dict(self, state_dict, self.state_dict())
-        lambdas = state_dict["lr_lambdas"]
-        if not isinstance(lambdas, list) or len(lambdas) != len(self.lr_lambdas):
-            raise ValueError(f"state_dict['lr_lambdas'] must be a list of {len(self.lr_lambdas)} items")
-        self.__dict__.update({k: _plain(v) for k, v in state_dict.items() if k != "lr_lambdas"})
-        for fn, saved in zip(self.lr_lambdas, lambdas):
-            if saved is not None:
-                fn.__dict__.update(saved)
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        saved = state["lr_lambdas"]
+        if not isinstance(saved, list) or len(saved) != len(self.lr_lambdas):
+            raise ValueError(f"Invalid state_dict['lr_lambdas']: {saved!r:.80} (expected a list of "
+                             f"{len(self.lr_lambdas)} items, one per entry)")
+        for i, (fn, attributes) in enumerate(zip(self.lr_lambdas, saved)):
+            _check_attributes(f"state_dict['lr_lambdas'][{i}]", attributes, fn)
+        return state
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        saved = state.pop("lr_lambdas")
+        super()._apply_state(state)
+        for fn, attributes in zip(self.lr_lambdas, saved):
+            if attributes:
+                fn.__dict__.update(attributes)
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        if self._one_lambda is None:
+            _refuse_new_entry(self, "lr_lambda")
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        super()._add_entry(entry)
+        self.lr_lambdas = [*self.lr_lambdas, self._one_lambda]  # type: ignore[list-item]
 
 
 class LambdaLR(_LambdaScheduler):
@@ -439,6 +636,8 @@ class LambdaLR(_LambdaScheduler):
     -----
     Stricter than torch: a non-callable ``lr_lambda`` is refused at construction with a
     TypeError (torch fails in the construction step with ``'float' object is not callable``).
+    An entry added later (``optimizer.add_param_group``) gets the function given for all
+    entries (as MultiplicativeLR's); given a list, such an entry is refused.
 
     Examples
     --------
@@ -562,6 +761,11 @@ class MultiStepLR(LRScheduler):
         self.milestones = Counter(milestones)
         self.gamma = _number("gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        state["milestones"] = Counter(state["milestones"])
+        return state
 
     def get_lr(self) -> list[Any]:
         _warn_get_lr_called_within_step(self)
@@ -830,23 +1034,46 @@ def _check_schedulers(owner: str, optimizer: Any, schedulers: Any) -> None:
             )
 
 
-def _schedulers_state(scheduler: Any) -> dict[str, Any]:
-    state = {k: _plain(v) for k, v in scheduler.__dict__.items() if k not in ("optimizer", "_schedulers")}
-    state["_schedulers"] = [s.state_dict() for s in scheduler._schedulers]
-    return state
+class _Composite(LRScheduler):
+    """What SequentialLR and ChainedScheduler share: their state dict (``_schedulers``: the
+    members' state dicts, checked whole before anything is loaded) and, for an entry added
+    later, only their own last lrs (each member is told of it as a scheduler of the optimizer)."""
+
+    _config = ("optimizer", "_schedulers")
+    _own_checks = ("_schedulers",)
+    _schedulers: Sequence[LRScheduler]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        saved = state_dict["_schedulers"]
+        if not isinstance(saved, list) or len(saved) != len(self._schedulers):
+            raise ValueError(f"state_dict['_schedulers'] must be a list of {len(self._schedulers)} state dicts")
+        members = []
+        for i, (sub, sub_state) in enumerate(zip(self._schedulers, saved)):
+            try:
+                members.append(sub._checked_state(sub_state))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"state_dict['_schedulers'][{i}]: {error}") from None
+        state["_schedulers"] = members
+        return state
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        members = state.pop("_schedulers")
+        super()._apply_state(state)
+        for sub, sub_state in zip(self._schedulers, members):
+            sub._apply_state(sub_state)
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        lr = _own_lr(self.optimizer, entry, len(self.optimizer.param_groups) - 1)
+        self._last_lr = [*self._last_lr, lr]
 
 
-def _load_schedulers_state(scheduler: Any, state_dict: dict[str, Any]) -> None:
-    _check_state_dict(scheduler, state_dict, _schedulers_state(scheduler))
-    saved = state_dict["_schedulers"]
-    if not isinstance(saved, list) or len(saved) != len(scheduler._schedulers):
-        raise ValueError(f"state_dict['_schedulers'] must be a list of {len(scheduler._schedulers)} state dicts")
-    scheduler.__dict__.update({k: _plain(v) for k, v in state_dict.items() if k != "_schedulers"})
-    for sub, sub_state in zip(scheduler._schedulers, saved):
-        sub.load_state_dict(sub_state)
-
-
-class SequentialLR(LRScheduler):
+class SequentialLR(_Composite):
     r"""Run ``schedulers[i]`` between ``milestones[i-1]`` and ``milestones[i]``.
 
     Mirrors ``torch.optim.lr_scheduler.SequentialLR``. Construction resets every entry's lr
@@ -891,6 +1118,7 @@ class SequentialLR(LRScheduler):
         idx = bisect_right(self._milestones, 0)
         self._schedulers[idx]._initial_step()
         self._last_lr = schedulers[idx].get_last_lr()
+        optimizer._register_scheduler(self)
 
     def recursive_undo(self, sched: Any = None) -> None:
         """Undo the sub-schedulers' construction steps (``last_epoch -= 1`` on each leaf)."""
@@ -903,6 +1131,7 @@ class SequentialLR(LRScheduler):
 
     def step(self) -> None:  # type: ignore[override]
         """Advance the active scheduler; at a milestone, restart the next one at epoch 0."""
+        self._check_entries_known()
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
@@ -912,14 +1141,8 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self) -> dict[str, Any]:
-        return _schedulers_state(self)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_schedulers_state(self, state_dict)
-
-
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_Composite):
     r"""Step several schedulers on one optimizer, in list order, every step.
 
     Mirrors ``torch.optim.lr_scheduler.ChainedScheduler``: each recursive member multiplies
@@ -945,18 +1168,14 @@ class ChainedScheduler(LRScheduler):
         self._schedulers = schedulers
         self.optimizer = optimizer
         self._last_lr = _lrs(self._schedulers[-1].optimizer)
+        optimizer._register_scheduler(self)
 
     def step(self) -> None:  # type: ignore[override]
         """Step every member, in order."""
+        self._check_entries_known()
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = _lrs(self._schedulers[-1].optimizer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _schedulers_state(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_schedulers_state(self, state_dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -990,6 +1209,9 @@ class ReduceLROnPlateau(LRScheduler):
     threshold_mode : {"rel", "abs"}, default "rel"
     cooldown : int, default 0
     min_lr : float or list of float, default 0
+        An entry added later (``optimizer.add_param_group``) gets the one given for all;
+        given one per entry, such an entry is refused (torch raises a RuntimeError at the
+        next reduction).
     eps : float, default 1e-8
     """
 
@@ -1019,10 +1241,10 @@ class ReduceLROnPlateau(LRScheduler):
         self.cooldown = cooldown
         self.eps = eps
         self.last_epoch = 0
-        _materialize(optimizer, "lr")
-        self._last_lr = _lrs(self.optimizer)
-        self._init_is_better(mode=mode, threshold=threshold, threshold_mode=threshold_mode)
+        self._last_lr = [_own_lr(optimizer, group, i) for i, group in enumerate(optimizer.param_groups)]
+        self._init_is_better(mode=str(mode), threshold=threshold, threshold_mode=str(threshold_mode))
         self._reset()
+        optimizer._register_scheduler(self)
 
     def _reset(self) -> None:
         self.best = self.mode_worse
@@ -1031,10 +1253,13 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
         """Record one evaluation of the metric; reduce the lrs after a plateau."""
+        self._check_entries_known()
         try:
             current = float(metrics)
         except (TypeError, ValueError):
             raise TypeError(f"Invalid metrics: {metrics!r} (expected a number)") from None
+        except OverflowError:
+            raise ValueError(f"Invalid metrics value: {metrics!r:.80} (too large for a float)") from None
         if epoch is None:
             epoch = self.last_epoch + 1
         else:
@@ -1050,14 +1275,6 @@ class ReduceLROnPlateau(LRScheduler):
             cooldown_counter -= 1
             bad = 0
         reduce = bad > self.patience
-        if reduce and len(self.optimizer.param_groups) != len(self.min_lrs) and self.default_min_lr is None:
-            raise RuntimeError(
-                f"The number of param groups in the `optimizer` ({len(self.optimizer.param_groups)}) differs "
-                f"from when `ReduceLROnPlateau` was initialized ({len(self.min_lrs)}), usually due to a new "
-                "param group being added to the optimizer. Please modify the `min_lrs` field to match the "
-                "length of the `optimizer` param groups."
-            )
-        _materialize(self.optimizer, "lr")
         self.last_epoch = epoch
         self.best, self.num_bad_epochs, self.cooldown_counter = best, bad, cooldown_counter
         if reduce:
@@ -1067,8 +1284,6 @@ class ReduceLROnPlateau(LRScheduler):
         self._last_lr = _lrs(self.optimizer)
 
     def _reduce_lr(self, epoch: Any) -> None:
-        if len(self.optimizer.param_groups) != len(self.min_lrs):  # an entry was added: extend a scalar min_lr
-            self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
         for i, param_group in enumerate(self.optimizer.param_groups):
             old_lr = float(param_group["lr"])
             new_lr = max(old_lr * self.factor, self.min_lrs[i])
@@ -1097,9 +1312,23 @@ class ReduceLROnPlateau(LRScheduler):
         self.threshold = threshold
         self.threshold_mode = threshold_mode
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        _check_modes(state["mode"], state["threshold_mode"])
+        return state
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        super()._apply_state(state)
         self._init_is_better(mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode)
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        if self.default_min_lr is None:
+            _refuse_new_entry(self, "min_lr")
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        """An entry added later: its own lr (unchanged), the ``min_lr`` given for all."""
+        self.min_lrs = [*self.min_lrs, self.default_min_lr]
+        self._last_lr = [*self._last_lr, _own_lr(self.optimizer, entry, len(self.optimizer.param_groups) - 1)]
 
 
 def _check_modes(mode: Any, threshold_mode: Any) -> None:
@@ -1154,8 +1383,14 @@ class CyclicLR(LRScheduler):
     -----
     ``state_dict()`` leaves a plain-function ``scale_fn`` out, as torch does. Unlike torch,
     ``load_state_dict`` does not remove ``_scale_fn_custom`` from the caller's dict (torch's
-    does, so loading the same dict twice raises KeyError there).
+    does, so loading the same dict twice raises KeyError there). Stricter than torch:
+    ``mode`` and ``scale_mode`` must be strings (torch stores anything in its state dict).
+    An entry added later (``optimizer.add_param_group``) cycles between ``base_lr`` and
+    ``max_lr`` (and the momenta) given for all entries; given one per entry, it is refused.
     """
+
+    _config = ("optimizer", "_scale_fn_ref", "_new_entry")
+    _own_checks = ("_scale_fn_custom",)
 
     def __init__(self, optimizer: Optimizer, base_lr: float | list[float], max_lr: float | list[float],
                  step_size_up: int = 2000, step_size_down: int | None = None, mode: str = "triangular",
@@ -1175,15 +1410,21 @@ class CyclicLR(LRScheduler):
             raise ValueError(f"Invalid step_size_down value: {step_size_down!r} (must be >= 0)")
         if mode not in ["triangular", "triangular2", "exp_range"] and scale_fn is None:
             raise ValueError("mode is invalid and scale_fn is None")
+        for name, value in (("mode", mode), ("scale_mode", scale_mode)):
+            if not isinstance(value, str):
+                raise TypeError(f"Invalid {name}: {value!r:.80} (expected a str)")
         if scale_fn is not None and not callable(scale_fn):
             raise TypeError(f"scale_fn should be a function, but got {type(scale_fn).__name__}")
         gamma = _number("gamma", gamma)
         if not isinstance(cycle_momentum, bool):
             raise TypeError(f"Invalid cycle_momentum: {cycle_momentum!r} (expected a bool)")
+        new_entry = {"base_lr": _scalar("base_lr", base_lr), "max_lr": _scalar("max_lr", max_lr)}
         if cycle_momentum:
             use_beta1 = _check_momentum_support(optimizer)
             base_momentums = _format_param("base_momentum", optimizer, base_momentum)
             max_momentums = _format_param("max_momentum", optimizer, max_momentum)
+            new_entry.update(base_momentum=_scalar("base_momentum", base_momentum),
+                             max_momentum=_scalar("max_momentum", max_momentum))
         # Then torch's construction.
         self.optimizer = optimizer
         if last_epoch == -1:
@@ -1193,10 +1434,11 @@ class CyclicLR(LRScheduler):
         up, down = float(up), float(down)
         self.total_size = up + down
         self.step_ratio = up / self.total_size
-        self.mode = mode
+        self.mode = str(mode)
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
-        self.scale_mode = scale_mode
+        self.scale_mode = str(scale_mode)
+        self._new_entry = new_entry
         self._init_scale_fn()
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
@@ -1267,21 +1509,44 @@ class CyclicLR(LRScheduler):
         return lrs
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.pop("_scale_fn_ref", None)
-        fn = state.pop("_scale_fn_custom")
-        state["_scale_fn_custom"] = None
-        if fn is not None and not isinstance(fn, types.FunctionType):
-            state["_scale_fn_custom"] = dict(getattr(fn, "__dict__", {}))
+        state = {key: value for key, value in super().state_dict().items() if key != "_scale_fn_custom"}
+        state["_scale_fn_custom"] = _attributes(self._scale_fn_custom)
         return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _check_state_dict(self, state_dict, self.state_dict())
-        self.__dict__.update({k: _plain(v) for k, v in state_dict.items() if k != "_scale_fn_custom"})
-        fn = state_dict["_scale_fn_custom"]
-        if fn is not None and self._scale_fn_custom is not None:
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        _check_attributes("state_dict['_scale_fn_custom']", state["_scale_fn_custom"], self._scale_fn_custom)
+        if self._scale_fn_custom is None and state["mode"] not in ("triangular", "triangular2", "exp_range"):
+            raise ValueError(f"Invalid state_dict['mode']: {state['mode']!r:.80} (expected 'triangular', "
+                             "'triangular2' or 'exp_range')")
+        return state
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        fn = state.pop("_scale_fn_custom")
+        super()._apply_state(state)
+        if fn:
             self._scale_fn_custom.__dict__.update(fn)
         self._init_scale_fn()
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        for name, value in self._new_entry.items():
+            if value is None:
+                _refuse_new_entry(self, name)
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        """An entry added later: the ``base_lr`` and ``max_lr`` (and momenta) given for all,
+        its lr (and momentum) unchanged until the next step."""
+        super()._add_entry(entry)
+        self.max_lrs = [*self.max_lrs, self._new_entry["max_lr"]]
+        if self.cycle_momentum:
+            _materialize(self.optimizer, "betas" if self.use_beta1 else "momentum", [entry])
+            entry["max_momentum"] = self._new_entry["max_momentum"]
+            entry["base_momentum"] = self._new_entry["base_momentum"]
+            self.max_momentums = [*self.max_momentums, entry["max_momentum"]]
+            self.base_momentums = [*self.base_momentums, entry["base_momentum"]]
+
+    def _new_base_lr(self, entry: dict[str, Any]) -> Any:
+        return self._new_entry["base_lr"]
 
 
 class OneCycleLR(LRScheduler):
@@ -1321,7 +1586,17 @@ class OneCycleLR(LRScheduler):
         Both nonzero (stricter than torch, which divides by them).
     three_phase : bool, default False
     last_epoch : int, default -1
+
+    Notes
+    -----
+    An entry added later (``optimizer.add_param_group``) keeps its lr as its ``initial_lr``
+    (unless it has one) and gets the ``max_lr`` given for all entries, ``min_lr = initial_lr /
+    final_div_factor`` and the momenta given for all, unless it carries them; from the next
+    step it follows the schedule from them. Given one ``max_lr`` (or momentum) per entry,
+    such an entry is refused.
     """
+
+    _config = ("optimizer", "_new_entry")
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
                  epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,
@@ -1334,16 +1609,17 @@ class OneCycleLR(LRScheduler):
         if total_steps is not None:
             if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
                 raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
-            total = total_steps
+            total = _integer("total_steps", total_steps)  # fits a float
         elif epochs is not None and steps_per_epoch is not None:
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
                 raise ValueError(f"Expected positive integer epochs, but got {epochs}")
             if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
                 raise ValueError(f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
-            total = epochs * steps_per_epoch
+            _integer("epochs", epochs)
+            _integer("steps_per_epoch", steps_per_epoch)
+            total = _integer("total_steps (epochs * steps_per_epoch)", epochs * steps_per_epoch)
         else:
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
-        _integer("total_steps", total)  # fits a float
         if not isinstance(pct_start, float) or not (0 <= pct_start <= 1):  # NaN fails the range
             raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
         if anneal_strategy not in ["cos", "linear"]:
@@ -1359,15 +1635,19 @@ class OneCycleLR(LRScheduler):
                 raise ValueError(f"Invalid {name} value: 0 (OneCycleLR divides by it)")
         if not isinstance(cycle_momentum, bool):
             raise TypeError(f"Invalid cycle_momentum: {cycle_momentum!r} (expected a bool)")
+        new_entry = {"max_lr": _scalar("max_lr", max_lr), "final_div_factor": final_div_factor}
         if cycle_momentum:
             use_beta1 = _check_momentum_support(optimizer)
             max_momentums = _format_param("max_momentum", optimizer, max_momentum)
             base_momentums = _format_param("base_momentum", optimizer, base_momentum)
+            new_entry.update(max_momentum=_scalar("max_momentum", max_momentum),
+                             base_momentum=_scalar("base_momentum", base_momentum))
         # Then torch's construction.
         self.optimizer = optimizer
         self.total_steps = total
         self._schedule_phases = phases
-        self._anneal_func_type = anneal_strategy
+        self._anneal_func_type = str(anneal_strategy)
+        self._new_entry = new_entry
         if last_epoch == -1:
             for idx, group in enumerate(self.optimizer.param_groups):
                 group["initial_lr"] = max_lrs[idx] / div_factor
@@ -1451,6 +1731,29 @@ class OneCycleLR(LRScheduler):
                              f"{self.total_steps}")
         super().step(epoch)
 
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        state = super()._checked_state(state_dict)
+        if state["_anneal_func_type"] not in ("cos", "linear"):
+            raise ValueError(f"Invalid state_dict['_anneal_func_type']: {state['_anneal_func_type']!r:.80} "
+                             "(expected 'cos' or 'linear')")
+        return state
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        for name, value in self._new_entry.items():
+            if value is None:
+                _refuse_new_entry(self, name)
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        """An entry added later: ``initial_lr`` its lr, and the ``max_lr``, ``min_lr`` and
+        momenta of the class docstring, unless it has them."""
+        super()._add_entry(entry)
+        entry.setdefault("max_lr", self._new_entry["max_lr"])
+        entry.setdefault("min_lr", entry["initial_lr"] / self._new_entry["final_div_factor"])
+        if self.cycle_momentum:
+            _materialize(self.optimizer, "betas" if self.use_beta1 else "momentum", [entry])
+            entry.setdefault("max_momentum", self._new_entry["max_momentum"])
+            entry.setdefault("base_momentum", self._new_entry["base_momentum"])
+
 
 def _check_phases(phases: list[dict[str, Any]], total: int, pct_start: float) -> None:
     """Refuse a schedule in which some step 0..total falls in a phase of zero length
@@ -1502,12 +1805,10 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
         if not isinstance(eta_min, (float, int)):
             raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
-        _number("eta_min", eta_min)
-        _integer("T_0", T_0)
-        self.T_0 = T_0
-        self.T_i = T_0
-        self.T_mult = T_mult
-        self.eta_min = eta_min
+        self.T_0 = _integer("T_0", T_0)
+        self.T_i = self.T_0
+        self.T_mult = _integer("T_mult", T_mult)
+        self.eta_min = _number("eta_min", eta_min)  # a NumPy float as a float
         self.T_cur = _integer("last_epoch", last_epoch)
         super().__init__(optimizer, last_epoch)
 
@@ -1518,6 +1819,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def step(self, epoch: Any = None) -> None:
         """Advance one epoch, or go to epoch ``epoch`` (a float is allowed)."""
+        if not self._is_initial:
+            self._check_entries_known()
         if epoch is not None:
             epoch = _number("epoch", epoch)
             if epoch < 0:

@@ -28,12 +28,15 @@ import math
 import numbers
 from typing import Any
 
-from .optimizer import Optimizer, check_nonnegative
+from .optimizer import Optimizer, as_float, check_nonnegative
 
 
 def _check_step(name: str, value: Any, minimum: int) -> int:
+    """An int (NumPy's too, returned as a Python int) ``>= minimum`` that fits a float (the
+    schedules divide by step counts)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"Invalid {name}: {value!r} (expected an int, got {type(value).__name__})")
+    as_float(name, value)  # a ValueError naming ``name`` for a huge int
     if value < minimum:
         raise ValueError(f"Invalid {name} value: {value!r} (must be >= {minimum})")
     return int(value)

@@ -81,6 +81,9 @@ from .lr_scheduler import (
     _check_last_epoch,
     _check_optimizer,
     _format_param,
+    _integer,
+    _refuse_new_entry,
+    _scalar,
     _warn_get_lr_called_within_step,
 )
 from .optimizer import Optimizer
@@ -460,6 +463,11 @@ class SWALR(LRScheduler):
     (:math:`\eta'` undoes the previous step, so another scheduler may change the lr in
     between). Construction performs the first step, as every scheduler's does.
 
+    An entry added later (``optimizer.add_param_group``) gets the ``swa_lr`` given for all
+    entries (unless it has one) and anneals from its current lr from the next step on;
+    given one ``swa_lr`` per entry, such an entry is refused. ``state_dict()`` is torch's
+    plus ``"class"``.
+
     Examples
     --------
     >>> from numpy_optim import SGD
@@ -474,6 +482,8 @@ class SWALR(LRScheduler):
     [0.5]
     """
 
+    _config = ("optimizer", "anneal_func", "_swa_lr")
+
     def __init__(self, optimizer: Optimizer, swa_lr: float | list[float], anneal_epochs: int = 10,
                  anneal_strategy: str = "cos", last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
@@ -482,11 +492,13 @@ class SWALR(LRScheduler):
             raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
         if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, numbers.Integral) or anneal_epochs < 0:
             raise ValueError(f"anneal_epochs must be equal or greater than 0, got {anneal_epochs}")
+        anneal_epochs = _integer("anneal_epochs", anneal_epochs)
         _check_last_epoch(optimizer, last_epoch)                 # before anything is written
         for lr, group in zip(swa_lrs, optimizer.param_groups, strict=True):
             group["swa_lr"] = lr
-        self._set_anneal_func(anneal_strategy)
-        self.anneal_epochs: int = int(anneal_epochs)
+        self._swa_lr: float | None = _scalar("swa_lr", swa_lr)  # for entries added later
+        self._set_anneal_func(str(anneal_strategy))
+        self.anneal_epochs: int = anneal_epochs
         super().__init__(optimizer, last_epoch)
 
     @staticmethod
@@ -521,14 +533,22 @@ class SWALR(LRScheduler):
         alpha = self.anneal_func(t)
         return [group["swa_lr"] * alpha + lr * (1 - alpha) for group, lr in zip(groups, prev_lrs, strict=True)]
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer and the anneal function, as torch's."""
-        return {key: value for key, value in super().state_dict().items() if key != "anneal_func"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s snapshot (and the anneal function it names)."""
-        if isinstance(state_dict, dict) and state_dict.get("_anneal_strategy", "cos") not in ("cos", "linear"):
+    def _checked_state(self, state_dict: Any) -> dict[str, Any]:
+        """:meth:`state_dict`'s snapshot checked (the anneal function it names too)."""
+        state = super()._checked_state(state_dict)
+        if state["_anneal_strategy"] not in ("cos", "linear"):
             raise ValueError(f"state_dict['_anneal_strategy'] must be 'cos' or 'linear', "
-                             f"got {state_dict['_anneal_strategy']!r}")
-        super().load_state_dict(state_dict)
+                             f"got {state['_anneal_strategy']!r}")
+        return state
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        super()._apply_state(state)
         self._set_anneal_func(self._anneal_strategy)
+
+    def _check_new_entry(self, entry: dict[str, Any]) -> None:
+        if self._swa_lr is None:
+            _refuse_new_entry(self, "swa_lr")
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        super()._add_entry(entry)
+        entry.setdefault("swa_lr", self._swa_lr)

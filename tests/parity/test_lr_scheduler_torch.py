@@ -137,6 +137,20 @@ def caught(fn: Any) -> list[tuple[str, str]]:
     return [(w.category.__name__, str(w.message)) for w in log]
 
 
+def add_entry(side: str, opt: Any, lr: float | None, **keys: Any) -> None:
+    """``opt.add_param_group``: one new entry / group with its own lr (None: the optimizer's)
+    and the given keys, its parameter and gradient the same seeded values on both sides."""
+    rng = np.random.default_rng(1)
+    p, g = rng.standard_normal(3), rng.standard_normal(3)
+    own = ({} if lr is None else {"lr": lr}) | keys
+    if side == "ours":
+        opt.add_param_group({"params": p, "grad": g, **own})
+    else:
+        t = torch.tensor(p, requires_grad=True)
+        t.grad = torch.tensor(g)
+        opt.add_param_group({"params": [t], **own})
+
+
 def error_of(fn: Any) -> tuple[type, str] | None:
     try:
         fn()
@@ -667,14 +681,33 @@ def _exact(value: Any) -> Any:
     return hexes(value)
 
 
+def _torch_keys(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Our state dict without "class", after checking that "class" is the one key torch's has
+    not and that it names torch's class (a composite's members' state dicts too)."""
+    assert set(ours) - set(theirs) == {"class"} and set(theirs) < set(ours)
+    out = {key: value for key, value in ours.items() if key != "class"}
+    if "_schedulers" in out:
+        out["_schedulers"] = [_torch_keys(a, b) for a, b in zip(out["_schedulers"], theirs["_schedulers"],
+                                                                strict=True)]
+    return out
+
+
 @pytest.mark.parametrize("name", list(STATEFUL))
 def test_state_dict_keys_and_values_equal_torchs(name: str) -> None:
-    """Same keys in the same order and the same values, MultiStepLR's Counter aside (ours holds
-    the sorted milestones; see test_multistep_state_holds_sorted_milestones_not_a_counter)."""
-    _, ours = _stepped_state("ours", STATEFUL[name])
-    _, theirs = _stepped_state("torch", STATEFUL[name])
-    assert list(ours) == list(theirs)
-    assert _exact(ours) == _exact(_normalized(theirs))
+    """torch's keys in torch's order and the same values, but for the one key ours adds,
+    "class" (the class name, which load_state_dict checks; in a composite's members' state
+    dicts too), and MultiStepLR's Counter (ours holds the sorted milestones; see
+    test_multistep_state_holds_sorted_milestones_not_a_counter)."""
+    scheduler, ours = _stepped_state("ours", STATEFUL[name])
+    torch_scheduler, theirs = _stepped_state("torch", STATEFUL[name])
+    assert ours["class"] == type(scheduler).__name__ == type(torch_scheduler).__name__
+    members = zip(getattr(scheduler, "_schedulers", []), getattr(torch_scheduler, "_schedulers", []),
+                  ours.get("_schedulers", []))
+    for ours_member, torch_member, state in members:
+        assert state["class"] == type(ours_member).__name__ == type(torch_member).__name__
+    same = _torch_keys(ours, theirs)
+    assert list(same) == list(theirs)
+    assert _exact(same) == _exact(_normalized(theirs))
 
 
 def _plain(value: Any) -> bool:
@@ -1295,28 +1328,120 @@ def test_reduce_on_plateau_eps_and_min_lr_as_torch() -> None:
 
 
 def test_reduce_on_plateau_with_an_added_entry_as_torch() -> None:
-    """A scalar min_lr extends to the new entry; a list raises torch's RuntimeError."""
-    for min_lr in (0.0, [0.0, 0.0]):
-        outcome = {}
-        for side, L in LIBS.items():
-            o = optimizer(side)
-            scheduler = L.ReduceLROnPlateau(o, patience=0, min_lr=min_lr)
-            if side == "ours":
-                o.param_groups.append({"params": np.ones(2), "grad": np.ones(2)})
-            else:
-                t = torch.ones(2, requires_grad=True)
-                t.grad = torch.ones(2)
-                o.add_param_group({"params": [t]})
-            error = error_of(lambda s=scheduler, o=o: _metric_steps(s, o, 3))
-            outcome[side] = (error, hexes(group_values(o)), hexes(scheduler.min_lrs))
-        assert outcome["ours"] == outcome["torch"]
-    assert outcome["torch"][0][0] is RuntimeError
+    """add_param_group: with a scalar min_lr the new entry is reduced with the others, as in
+    torch. With a list, torch raises a RuntimeError at the first reduction; ours refuses
+    add_param_group itself (it has no min_lr for the entry), changing nothing."""
+    outcome = {}
+    for side, L in LIBS.items():
+        o = optimizer(side)
+        scheduler = L.ReduceLROnPlateau(o, patience=0, min_lr=0.0)
+        _metric_steps(scheduler, o, 1)
+        add_entry(side, o, 0.5)
+        _metric_steps(scheduler, o, 3)
+        outcome[side] = (hexes(group_values(o)), hexes(scheduler.min_lrs), hexes(scheduler.get_last_lr()))
+    assert outcome["ours"] == outcome["torch"]
+    assert outcome["torch"][0] == hexes([0.1 * 0.1 * 0.1 * 0.1, 0.037 * 0.1 * 0.1 * 0.1, 0.5 * 0.1 * 0.1 * 0.1])
+    for side, L in LIBS.items():
+        o = optimizer(side)
+        scheduler = L.ReduceLROnPlateau(o, patience=0, min_lr=[0.0, 0.0])
+        if side == "torch":
+            add_entry(side, o, 0.5)
+            with pytest.raises(RuntimeError, match="differs from when `ReduceLROnPlateau` was initialized"):
+                _metric_steps(scheduler, o, 3)
+        else:
+            before = (scheduler.state_dict(), len(o.param_groups), list(o.initial_lrs))
+            with pytest.raises(ValueError, match="one min_lr per entry"):
+                add_entry(side, o, 0.5)
+            assert (scheduler.state_dict(), len(o.param_groups), list(o.initial_lrs)) == before
 
 
 def _metric_steps(scheduler: Any, opt: Any, n: int) -> None:
     for _ in range(n):
         opt.step()
         scheduler.step(1.0)
+
+
+# Classes whose step() computes every group's lr from the group itself (no per-group list zipped): torch
+# schedules a group added later, chained from its own lr, as ours does (numpy_optim.lr_scheduler's docstring).
+ADDED_LATER = {
+    "StepLR": lambda L, o: L.StepLR(o, 2, gamma=0.9),
+    "MultiStepLR": lambda L, o: L.MultiStepLR(o, [2, 5, 5, 7], gamma=0.9),
+    "ConstantLR": lambda L, o: L.ConstantLR(o, total_iters=6),
+    "LinearLR": lambda L, o: L.LinearLR(o, total_iters=7),
+    "ExponentialLR": lambda L, o: L.ExponentialLR(o, 0.9),
+    "PolynomialLR": lambda L, o: L.PolynomialLR(o, total_iters=8, power=2.0),
+    "CosineAnnealingLR until T_max": lambda L, o: L.CosineAnnealingLR(o, 10, eta_min=1e-3),
+    "ChainedScheduler": lambda L, o: L.ChainedScheduler([L.ExponentialLR(o, 0.9), L.StepLR(o, 3, gamma=0.5)]),
+}
+
+
+def _added_later_rows(side: str, make: Any, steps: int, at: int = 3, kind: str = "SGD", keys: tuple[str, ...] = ("lr",),
+                      lr: float | None = 0.25, entry_keys: dict[str, Any] | None = None, **options: Any) -> list[Any]:
+    """``steps`` steps, ``add_param_group`` before step ``at + 1``; each key's value for every entry and
+    get_last_lr() after each step."""
+    opt = optimizer(side, kind, **options)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = make(LIBS[side], opt)
+        for t in range(steps):
+            if t == at:
+                add_entry(side, opt, lr, **(entry_keys or {}))
+            opt.step()
+            scheduler.step()
+            rows.append([hexes(group_values(opt, k)) for k in keys] + [hexes(list(scheduler.get_last_lr()))])
+    return rows
+
+
+@pytest.mark.parametrize("name", list(ADDED_LATER))
+def test_an_entry_added_later_follows_torchs_recursion(name: str) -> None:
+    """add_param_group after 3 steps, then 7 more: every entry's lr equals torch's, bit for bit, the
+    new one's included (its lr at the addition, 0.25, then the recursion's factors)."""
+    ours = _added_later_rows("ours", ADDED_LATER[name], 10)
+    theirs = _added_later_rows("torch", ADDED_LATER[name], 10)
+    assert ours == theirs
+    assert len(theirs[2][0]) == 2 and len(theirs[3][0]) == 3
+    assert any(row[0][2] != hexes(0.25) for row in theirs[3:])  # the new entry is scheduled
+
+
+def test_cosine_annealing_added_entry_where_torch_zips_its_base_lrs() -> None:
+    """At e = T_max + 1 torch's recursion adds ``(base - eta_min)(1 - cos(pi / T)) / 2``, zipping base_lrs
+    with the groups (strict): torch raises there for a group added later, ours uses its base lr (its lr at
+    the addition), the formula torch applies to the other groups."""
+    make = ADDED_LATER["CosineAnnealingLR until T_max"]
+    with pytest.raises(ValueError, match="zip"):
+        _added_later_rows("torch", make, 11)
+    ours = _added_later_rows("ours", make, 11)
+    assert ours[:10] == _added_later_rows("torch", make, 10)
+    before = float.fromhex(ours[9][0][2])
+    assert ours[10][0][2] == hexes(before + (0.25 - 1e-3) * (1 - math.cos(math.pi / 10)) / 2)
+
+
+def test_onecycle_added_entry_is_torchs_formula_over_its_keys() -> None:
+    """torch's OneCycleLR reads each group's initial_lr, max_lr, min_lr and momenta: a group added with them
+    is scheduled by its formula. Ours gives an added entry these keys itself (initial_lr its lr, the max_lr
+    and momenta given, min_lr = initial_lr / final_div_factor): the lrs and momenta of a torch group added
+    with those keys."""
+    make = lambda L, o: L.OneCycleLR(o, 0.1, total_steps=12, final_div_factor=100.0)
+    keys = {"initial_lr": 0.05, "max_lr": 0.1, "min_lr": 0.05 / 100.0, "max_momentum": 0.95, "base_momentum": 0.85}
+    ours = _added_later_rows("ours", make, 12, keys=("lr", "momentum"), lr=0.05, momentum=0.9)
+    theirs = _added_later_rows("torch", make, 12, keys=("lr", "momentum"), lr=0.05, entry_keys=keys, momentum=0.9)
+    assert ours == theirs
+    opt = optimizer("ours", momentum=0.9)
+    scheduler = ours_lib.OneCycleLR(opt, 0.1, total_steps=12, final_div_factor=100.0)
+    add_entry("ours", opt, 0.05)
+    assert {k: opt.param_groups[2][k] for k in keys} == keys and scheduler.base_lrs[2] == 0.05
+
+
+def test_swalr_added_entry_is_torchs_formula_over_its_swa_lr() -> None:
+    """torch's SWALR anneals each group from its lr to its "swa_lr": ours gives an added entry the swa_lr
+    given for all, the values of a torch group added with it."""
+    swa = {"ours": numpy_optim.swa_utils, "torch": torch.optim.swa_utils}
+    rows = {}
+    for side in LIBS:
+        make = lambda _, o, side=side: swa[side].SWALR(o, 0.05, anneal_epochs=6)
+        rows[side] = _added_later_rows(side, make, 9, entry_keys={} if side == "ours" else {"swa_lr": 0.05})
+    assert rows["ours"] == rows["torch"]
 
 
 # §3.14 SequentialLR, (a)-(l)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -235,3 +236,50 @@ def test_scheduler_drives_adam_lr():
     opt.step()
     # first Adam step moves by lr * g / (|g| + eps) with the scheduled lr = min_lr
     assert 5.0 - x[0] == pytest.approx(0.001 * 2.0 / (2.0 + 1e-8), rel=1e-12)
+
+
+def test_an_entry_added_with_add_param_group_is_scaled_from_its_own_lr():
+    # schedulers.py: entry lr = its lr when added (optimizer.initial_lrs) * get_lr(t) / max_lr
+    s = StepDecayScheduler(initial_lr=0.1, decay_factor=0.5, step_size=2)
+    opt = SGD([{"params": np.zeros(1), "grad": np.ones(1), "lr": 0.2}], lr=0.1)
+    for t in range(3):
+        s.step(opt, t)
+        opt.step()
+    opt.add_param_group({"params": np.zeros(1), "grad": np.ones(1), "lr": 0.04})
+    s.step(opt, 4)  # get_lr(4) = 0.1 * 0.5 ** 2
+    assert [e["lr"] for e in opt.param_groups] == [0.2 * (0.1 * 0.5**2 / 0.1), 0.04 * (0.1 * 0.5**2 / 0.1)]
+
+
+# ----- arguments: huge ints and other numbers ---------------------------------------------------------
+
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: StepDecayScheduler(initial_lr=HUGE, decay_factor=0.5, step_size=1), "initial_lr"),
+    (lambda: StepDecayScheduler(initial_lr=0.1, decay_factor=HUGE, step_size=1), "decay_factor"),
+    (lambda: StepDecayScheduler(initial_lr=0.1, decay_factor=0.5, step_size=HUGE), "step_size"),
+    (lambda: CosineScheduler(max_lr=HUGE, min_lr=0.0, total_steps=10), "max_lr"),
+    (lambda: CosineScheduler(max_lr=1.0, min_lr=HUGE, total_steps=10), "min_lr"),
+    (lambda: CosineScheduler(max_lr=1.0, min_lr=0.0, total_steps=HUGE), "total_steps"),
+    (lambda: WarmupCosineScheduler(max_lr=1.0, min_lr=0.0, warmup_steps=HUGE, total_steps=HUGE * 10), "warmup_steps"),
+    (lambda: WarmupCosineScheduler(max_lr=1.0, min_lr=0.0, warmup_steps=1, total_steps=HUGE), "total_steps"),
+    (lambda: StepDecayScheduler(0.1, 0.5, 2).get_lr(HUGE), "step"),
+    (lambda: CosineScheduler(1.0, 0.0, 10).get_lr(HUGE), "step"),
+    (lambda: WarmupCosineScheduler(1.0, 0.0, 2, 10).step(SGD([{"params": np.zeros(1), "grad": np.ones(1)}]), HUGE),
+     "step"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_huge_int_is_a_value_error_naming_the_argument(make, name):
+    with pytest.raises(ValueError, match=rf"Invalid {name} value: too large for a float"):
+        make()
+
+
+def test_fractions_and_numpy_numbers_become_python_numbers():
+    s = WarmupCosineScheduler(max_lr=Fraction(1, 10), min_lr=np.float32(0.0), warmup_steps=np.int64(2),
+                              total_steps=np.int16(10))
+    assert [type(v) for v in (s.max_lr, s.min_lr, s.warmup_steps, s.total_steps)] == [float, float, int, int]
+    assert type(s.get_lr(np.int64(5))) is float
+    s = StepDecayScheduler(initial_lr=np.float64(0.1), decay_factor=Fraction(1, 2), step_size=np.uint8(3))
+    assert [type(v) for v in (s.initial_lr, s.decay_factor, s.step_size)] == [float, float, int]
+    assert s.get_lr(3) == 0.1 * 0.5

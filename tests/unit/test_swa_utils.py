@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from numpy_optim import SGD
+from numpy_optim.lr_scheduler import StepLR
 from numpy_optim.mlp import MLP
 from numpy_optim.swa_utils import (
     SWALR,
@@ -359,3 +361,120 @@ def test_swalr_get_lr_outside_step_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scheduler.step()
+
+
+# ----- SWALR: entries added with add_param_group, plain state dicts, huge ints ------------------------
+
+
+def _anneal(lr, k, swa_lr=0.05, epochs=6):
+    """One SWALR step k of an entry at ``lr``, linear: undo alpha(k - 1), apply alpha(k) (class docstring)."""
+    prev_alpha, alpha = max(0, min(1, (k - 1) / epochs)), max(0, min(1, k / epochs))
+    prev = swa_lr if prev_alpha == 1 else (lr - prev_alpha * swa_lr) / (1 - prev_alpha)
+    return swa_lr * alpha + prev * (1 - alpha)
+
+
+def _swalr_lrs(add, steps=8, **entry):
+    optimizer = sgd(1.0, 0.3)
+    scheduler = SWALR(optimizer, swa_lr=0.05, anneal_epochs=6, anneal_strategy="linear")
+    lrs = []
+    for k in range(1, steps + 1):
+        if add and k == 4:
+            optimizer.add_param_group({"params": np.zeros(1), "grad": np.zeros(1), "lr": 0.25, **entry})
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr())
+    return optimizer, scheduler, lrs
+
+
+def test_swalr_anneals_an_added_entry_from_its_lr_to_swa_lr_and_the_others_are_unaffected():
+    optimizer, scheduler, lrs = _swalr_lrs(add=True)
+    expected, lr = [], 0.25  # its lr after step 3, when it is added
+    for k in range(4, 9):
+        lr = _anneal(lr, k)
+        expected.append(lr)
+    assert [row[2] for row in lrs[3:]] == expected and expected[2:] == [0.05] * 3
+    assert [row[:2] for row in lrs] == _swalr_lrs(add=False)[2]
+    added = optimizer.param_groups[2]
+    assert (added["swa_lr"], added["initial_lr"], scheduler.base_lrs) == (0.05, 0.25, [1.0, 0.3, 0.25])
+    kept = _swalr_lrs(add=True, steps=4, swa_lr=0.125)[0].param_groups[2]  # an entry's own swa_lr is kept
+    assert kept["swa_lr"] == 0.125 and kept["lr"] == _anneal(0.25, 4, swa_lr=0.125)
+
+
+def test_swalr_with_one_swa_lr_per_entry_refuses_an_added_entry_and_nothing_changes():
+    optimizer = sgd(1.0, 0.3)
+    scheduler = SWALR(optimizer, swa_lr=[0.05, 0.01])
+    before = (scheduler.state_dict(), [dict(e) for e in optimizer.param_groups], list(optimizer.initial_lrs))
+    with pytest.raises(ValueError, match=r"SWALR was given one swa_lr per entry \(a list\), so it has no swa_lr"):
+        optimizer.add_param_group({"params": np.zeros(1), "grad": np.zeros(1), "lr": 0.25})
+    assert (scheduler.state_dict(), [dict(e) for e in optimizer.param_groups], list(optimizer.initial_lrs)) == before
+
+
+def test_swalr_refuses_to_step_with_an_entry_appended_directly():
+    optimizer = sgd(1.0)
+    scheduler = SWALR(optimizer, swa_lr=0.05)
+    optimizer.param_groups.append({"params": np.zeros(1), "grad": np.zeros(1), "lr": 0.25})
+    before = scheduler.state_dict()
+    with pytest.raises(ValueError, match=r"SWALR: params has 2 entries but the scheduler knows 1; add entries with "
+                                         r"optimizer\.add_param_group"):
+        scheduler.step()
+    assert scheduler.state_dict() == before and optimizer.param_groups[0]["lr"] == 1.0
+
+
+def test_swalr_state_dict_after_add_param_group_resumes_and_records_its_class():
+    optimizer, scheduler, _ = _swalr_lrs(add=True, steps=5)
+    saved_optimizer, saved = optimizer.state_dict(), scheduler.state_dict()
+    assert saved["class"] == "SWALR" and len(saved["base_lrs"]) == 3
+    expected = run(scheduler, optimizer, 3)
+    resumed_optimizer = sgd(1.0, 0.3)
+    resumed = SWALR(resumed_optimizer, swa_lr=0.05, anneal_epochs=6, anneal_strategy="linear")
+    resumed_optimizer.add_param_group({"params": np.zeros(1), "grad": np.zeros(1), "lr": 0.25})
+    resumed_optimizer.load_state_dict(saved_optimizer)
+    resumed.load_state_dict(saved)
+    assert run(resumed, resumed_optimizer, 3) == expected
+    other = sgd(1.0, 0.3)
+    with pytest.raises(ValueError, match="records class 'SWALR' but this scheduler's class is 'StepLR'"):
+        StepLR(other, 2).load_state_dict(saved)
+
+
+def test_swalr_huge_ints_are_value_errors_naming_them_and_nothing_changes():
+    optimizer = sgd(1.0, 0.3)
+    for kwargs, name in [(dict(swa_lr=10**400), "swa_lr"), (dict(swa_lr=[0.1, 10**400]), r"swa_lr\[1\]"),
+                         (dict(swa_lr=0.1, anneal_epochs=10**400), "anneal_epochs"),
+                         (dict(swa_lr=0.1, last_epoch=10**400), "last_epoch")]:
+        with pytest.raises(ValueError, match=f"Invalid {name} value: too large for a float"):
+            SWALR(optimizer, **kwargs)
+        assert all("swa_lr" not in e and "initial_lr" not in e for e in optimizer.param_groups), kwargs
+    scheduler = SWALR(optimizer, swa_lr=0.1)
+    state = scheduler.state_dict()
+    paths = [(k,) for k, v in state.items() if type(v) in (int, float)]
+    paths += [(k, i) for k, v in state.items() if type(v) is list for i in range(len(v))]
+    assert {p[0] for p in paths} == {"anneal_epochs", "base_lrs", "last_epoch", "_step_count", "_last_lr"}
+    for path in paths:
+        corrupt = {k: list(v) if type(v) is list else v for k, v in state.items()}
+        if len(path) == 1:
+            corrupt[path[0]] = 10**400
+        else:
+            corrupt[path[0]][path[1]] = 10**400
+        where = "".join(f"[{k!r}]" for k in path).replace("[", r"\[").replace("]", r"\]")
+        with pytest.raises(ValueError, match=rf"Invalid state_dict{where} value: too large for a float"):
+            scheduler.load_state_dict(corrupt)
+        assert scheduler.state_dict() == state
+
+
+def test_swalr_fraction_and_numpy_arguments_give_a_plain_state_dict():
+    optimizer = sgd(Fraction(1, 2), np.float64(0.3))
+    scheduler = SWALR(optimizer, swa_lr=Fraction(1, 20), anneal_epochs=np.int64(3),
+                      anneal_strategy=np.str_("linear"), last_epoch=np.int64(-1))
+    run(scheduler, optimizer, 2)
+    state = scheduler.state_dict()
+
+    def plain(value):
+        if type(value) is dict:
+            return all(type(k) is str and plain(v) for k, v in value.items())
+        if type(value) is list:
+            return all(plain(v) for v in value)
+        return value is None or type(value) in (bool, int, float, str)
+
+    assert plain(state), state
+    assert type(state["anneal_epochs"]) is int and type(state["_anneal_strategy"]) is str
+    assert all(type(e["swa_lr"]) is float and type(e["lr"]) is float for e in optimizer.param_groups)
