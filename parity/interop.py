@@ -12,8 +12,8 @@ history: see :func:`lbfgs_torch_to_numpy`)::
 
 numpy_optim's ``optimizer.state_dict()`` (numpy_optim/optimizer.py)::
 
-    {"class": str, "step": int, "defaults": {...}, "param_groups": [{overrides}, ...], "state": [{buffer: ndarray}, ...],
-     "initial_lrs": [float, ...]}
+    {"class": str, "step": int, "defaults": {...}, "param_groups": [{overrides}, ...],
+     "state": [{buffer: ndarray}, ...], "initial_lrs": [float, ...]}
 
 with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The correspondence:
 
