@@ -357,6 +357,7 @@ def test_a_scheduled_entry_steps_with_a_negative_lr_as_torch_does_and_others_are
 
 L = 0.25  # the added entry's lr
 ADD_AT = 3  # the epoch at which it is added
+EPOCHS = range(ADD_AT + 1, 9)  # the epochs it is scheduled
 
 
 class Halving(S.LRScheduler):
@@ -374,25 +375,25 @@ def _plateau_metric(scheduler):
     return (1.0,) if isinstance(scheduler, S.ReduceLROnPlateau) else ()
 
 
-def scheduled_lrs(build, epochs=8, add=True, key="lr", **hyper):
-    """Each epoch's values of ``key`` for every entry (1..epochs), the entry added after epoch ADD_AT."""
-    opt = numpy_optim.SGD(entries(1.0, 0.5), **hyper)
+def scheduled_lrs(build, add=True):
+    """Every entry's lr at epochs 1..8, the third entry added after epoch ADD_AT."""
+    opt = numpy_optim.SGD(entries(1.0, 0.5))
     scheduler = build(opt)
     rows = []
-    for e in range(1, epochs + 1):
+    for e in range(1, EPOCHS[-1] + 1):
         if add and e == ADD_AT + 1:
             opt.add_param_group(new_entry())
             assert opt.param_groups[2]["lr"] == L and scheduler.get_last_lr()[2] == L  # not changed by the addition
         opt.step()
         scheduler.step(*_plateau_metric(scheduler))
-        rows.append([entry[key] for entry in opt.param_groups])
+        rows.append([entry["lr"] for entry in opt.param_groups])
     return rows
 
 
-def _recursion(first, factor, epochs=range(ADD_AT + 1, 9)):
-    """lr_e = lr_{e-1} * factor(e), from lr first at ADD_AT: the recursive classes, one rounding a step."""
-    out, lr = [], first
-    for e in epochs:
+def _recursion(factor):
+    """lr_e = lr_{e-1} * factor(e), from L at ADD_AT: the recursive classes, one rounding a step."""
+    out, lr = [], L
+    for e in EPOCHS:
         lr = lr * factor(e)
         out.append(lr)
     return out
@@ -401,7 +402,7 @@ def _recursion(first, factor, epochs=range(ADD_AT + 1, 9)):
 def _cosine_annealing_t4():
     """CosineAnnealingLR(T_max=4, eta_min=0) from L at epoch 3: torch's recursion (reference §3.9)."""
     out, lr = [], L
-    for e in range(ADD_AT + 1, 9):
+    for e in EPOCHS:
         if (e - 1 - 4) % 8 == 0:  # the rising step, from the base lr L
             lr = lr + (L - 0.0) * (1 - math.cos(math.pi / 4)) / 2
         else:
@@ -414,7 +415,6 @@ def _triangle(e):  # CyclicLR 0 -> 1 -> 0 over 4 epochs
     return [0.0, 0.5, 1.0, 0.5][e % 4]
 
 
-EPOCHS = range(ADD_AT + 1, 9)
 #: name: (build, the added entry's lrs at epochs 4..8)
 ADDED = {
     "LRScheduler (the base class's defaults)": (Halving, [L / 2 ** e for e in EPOCHS]),
@@ -427,13 +427,13 @@ ADDED = {
     "ConstantLR": (lambda o: S.ConstantLR(o, factor=0.5, total_iters=6), [L if e < 6 else L * (1.0 / 0.5)
                                                                           for e in EPOCHS]),
     "LinearLR": (lambda o: S.LinearLR(o, start_factor=0.5, end_factor=1.0, total_iters=6),
-                 _recursion(L, lambda e: 1.0 + (1.0 - 0.5) / (6 * 0.5 + (e - 1) * (1.0 - 0.5)) if e <= 6 else 1.0)),
+                 _recursion(lambda e: 1.0 + (1.0 - 0.5) / (6 * 0.5 + (e - 1) * (1.0 - 0.5)) if e <= 6 else 1.0)),
     "ExponentialLR": (lambda o: S.ExponentialLR(o, 0.5), [L * 0.5 ** (e - 3) for e in EPOCHS]),
     # ConstantLR until the milestone 5, where ExponentialLR restarts from its closed form at 0: the base lr L
     "SequentialLR": (lambda o: S.SequentialLR(o, [S.ConstantLR(o, 0.5, total_iters=10), S.ExponentialLR(o, 0.5)],
                                               milestones=[5]), [L if e <= 5 else L * 0.5 ** (e - 5) for e in EPOCHS]),
     "PolynomialLR": (lambda o: S.PolynomialLR(o, total_iters=8, power=1.0),
-                     _recursion(L, lambda e: ((1.0 - e / 8) / (1.0 - (e - 1) / 8)) ** 1.0)),
+                     _recursion(lambda e: ((1.0 - e / 8) / (1.0 - (e - 1) / 8)) ** 1.0)),
     "CosineAnnealingLR": (lambda o: S.CosineAnnealingLR(o, T_max=4), _cosine_annealing_t4()),
     "ChainedScheduler": (lambda o: S.ChainedScheduler([S.ExponentialLR(o, 0.5), S.StepLR(o, 2, gamma=0.5)]),
                          [L * 0.5 ** (e - 3) * 0.5 ** (e // 2 - 1) for e in EPOCHS]),
@@ -492,7 +492,6 @@ def test_an_added_entry_keeps_the_scheduler_keys_it_carries():
     assert opt.param_groups[2]["min_lr"] == 0.125 / 1e4 and scheduler.base_lrs[2] == 0.125
 
 
-
 def _state(opt, *schedulers):
     """Everything add_param_group could change: entries (but arrays), initial_lrs, the schedulers' states."""
     return snapshot(opt), len(opt.param_groups), list(opt.initial_lrs), [s.state_dict() for s in schedulers]
@@ -528,7 +527,7 @@ def test_add_param_group_refused_when_a_value_was_given_per_entry_and_nothing_ch
     scheduler.step(*_plateau_metric(scheduler))
 
 
-def test_a_single_function_or_value_in_a_one_item_list_is_still_a_list():
+def test_one_function_in_a_list_is_one_per_entry():
     opt = numpy_optim.SGD(entries(1.0))
     scheduler = S.LambdaLR(opt, [lambda e: 1.0])
     with pytest.raises(ValueError, match="one lr_lambda per entry"):
