@@ -12,15 +12,21 @@ Usage::
 The pairs: every optimizer (parity/registry.py OPTIMIZERS), the specification's three
 schedules (SCHEDULERS), torch's schedulers (parity/schedules.py PAIRS) and clipping and
 averaging (parity/functions.py PAIRS); the last two compare bit for bit.
+
+A replay's JSON is checked before anything runs (parity.harness.parse_case and
+check_schedule, parity.schedules.parse_case, parity.functions.parse_case): names from the
+registry's and the modules' tables only, no unknown key, ints and bools as such, counts and
+sizes bounded (parity/harness.py MAX_STEPS, MAX_ELEMENTS, ...). A bad one exits with
+status 2 and one line, ``python -m parity: error: <option>: <field> ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from . import profiles
 
@@ -43,10 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     profile = profiles.load(args.profile or os.environ.get("HYPOTHESIS_PROFILE") or "parity")
     from . import functions, harness, report, schedules
     from .registry import OPTIMIZERS, SCHEDULERS
-    from .strategies import CaseSpec
 
-    if args.replay:
-        spec = CaseSpec.from_json(args.replay)
+    def refuse(option: str, error: Exception) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {option}: {error}\n")
+
+    if args.replay is not None:
+        try:
+            spec = harness.parse_case(args.replay)
+        except (TypeError, ValueError) as error:
+            refuse("--replay", error)
         p = OPTIMIZERS[spec.pair]
         results = harness.run_case(spec, p.ours, p.theirs, name=p.name, buffers=p.buffers, fused=p.fused,
                                    torch_has_step=p.torch_has_step)
@@ -55,13 +66,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{side:8s} {c.name:20s} worst error {c.worst_error:.3e}  error/bound {c.worst_ratio:.3f}  "
                       f"judged {c.steps}  not judged {c.unjudged}")
         return 0
-    if args.replay_schedule:
-        ratio = harness.compare_schedule(args.replay_schedule[0], json.loads(args.replay_schedule[1]))
+    if args.replay_schedule is not None:
+        pair, text = args.replay_schedule
+        try:
+            kwargs = harness.load_json(text, "kwargs")
+            harness.check_schedule(pair, kwargs)
+        except (TypeError, ValueError) as error:
+            refuse("--replay-schedule", error)
+        ratio = harness.compare_schedule(pair, kwargs)
         print(f"worst error / bound {ratio:.3f}")
         return 0
 
-    for option, module in ((args.replay_lr_scheduler, schedules), (args.replay_function, functions)):
-        if option:
+    for flag, option, module in (("--replay-lr-scheduler", args.replay_lr_scheduler, schedules),
+                                 ("--replay-function", args.replay_function, functions)):
+        if option is not None:
+            try:
+                module.parse_case(option[0], option[1])
+            except (TypeError, ValueError) as error:
+                refuse(flag, error)
             side = module.replay(option[0], option[1])
             print(f"{option[0]}: {side.cases} case(s), {side.compared} values compared, {side.differing} differing "
                   f"from torch, largest difference {side.worst_error:.3g}")

@@ -26,7 +26,8 @@ numpy_optim/clip_grad.py's docstring).
 :func:`check` runs a pair's property with the loaded Hypothesis profile and records
 ``stats.sides[(name, dtype, "bitwise")]`` (dtype "mixed" for mixed-dtype cases, "float64"
 for SWALR's Python floats); :func:`run_case` runs one case; :func:`replay` reruns one from
-its JSON (``python -m parity --replay-function NAME '<json>'``).
+its JSON (``python -m parity --replay-function NAME '<json>'``), checked first by
+:func:`parse_case` (exactly the keys :data:`CASES` draws, bounded sizes).
 """
 
 from __future__ import annotations
@@ -43,7 +44,24 @@ from hypothesis import strategies as st
 
 from numpy_optim import SGD, clip_grad, swa_utils
 
-from .harness import ParityError, SideStats, Stats
+from .harness import (
+    MAX_ITEMS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_WORK,
+    ParityError,
+    SideStats,
+    Stats,
+    check_bool,
+    check_budget,
+    check_int,
+    check_keys,
+    check_list,
+    check_name,
+    check_number,
+    check_shapes,
+    load_json,
+)
 
 DTYPE_MODES = ("float32", "float64", "mixed", "float16")
 _MIXED = ("float32", "float64", "float16")
@@ -454,11 +472,93 @@ def check(name: str, stats: Stats | None = None, max_examples: int | None = None
     return stats
 
 
+# --------------------------------------------------------------------------------------
+# Replaying: a case from its JSON, every field checked first
+# --------------------------------------------------------------------------------------
+
+_ARRAYS = ("seed", "dtypes", "shapes", "scales")
+#: Every key :data:`CASES` draws, per pair: a case's only keys.
+KEYS: dict[str, tuple[str, ...]] = {
+    "clip_grad_norm_": (*_ARRAYS, "specials", "norm_type", "max_norm", "error_if_nonfinite"),
+    "clip_grad_value_": (*_ARRAYS, "specials", "clip_value"),
+    "AveragedModel": (*_ARRAYS, "updates"),
+    "AveragedModel+ema_multi_avg_fn": (*_ARRAYS, "updates", "decay"),
+    "AveragedModel+ema_avg_fn": (*_ARRAYS, "updates", "decay"),
+    "AveragedModel+swa_multi_avg_fn": (*_ARRAYS, "updates"),
+    "SWALR": ("default_lr", "lrs", "swa_lr", "anneal_epochs", "strategy", "steps", "resume_at"),
+}
+#: :func:`make_arrays` scales by ``10.0 ** scale``, a Python float: 10**308 is the largest.
+MAX_SCALE = 300
+SPECIALS = ("nan", "inf", "-inf", "zero", "-zero")
+
+
+def check_case(name: Any, case: Any) -> None:
+    """Check a case of pair ``name`` as :data:`CASES` draws it: exactly its keys (:data:`KEYS`),
+    dtypes from ``float32``, ``float64``, ``float16``, special kinds and the anneal strategy
+    from their lists, one dtype and scale per shape, sizes and counts within
+    ``parity.harness``'s bounds (shapes, elements, updates x elements, steps), scales in
+    ``[-MAX_SCALE, MAX_SCALE]``, ints as ints, bools as bools, finite numbers (the norm
+    order, ``max_norm`` and the clip value may be infinite or NaN).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the field (``case['shapes'][0][1]``, ...) and its value.
+    """
+    check_name("PAIR", name, PAIRS)
+    check_keys("case", case, KEYS[name])
+    if name == "SWALR":
+        steps = check_int("case['steps']", case["steps"], 1, MAX_STEPS)
+        check_number("case['default_lr']", case["default_lr"])
+        n = len(check_list("case['lrs']", case["lrs"], 1, MAX_ITEMS))
+        for i, lr in enumerate(case["lrs"]):
+            if lr is not None:
+                check_number(f"case['lrs'][{i}]", lr)
+        swa_lr = case["swa_lr"]
+        for i, lr in enumerate(check_list("case['swa_lr']", swa_lr, n, n) if type(swa_lr) is list else [swa_lr]):
+            check_number("case['swa_lr']" + (f"[{i}]" if type(swa_lr) is list else ""), lr)
+        check_int("case['anneal_epochs']", case["anneal_epochs"], 0, MAX_STEPS)
+        check_name("case['strategy']", case["strategy"], ("cos", "linear"))
+        if case["resume_at"] is not None:
+            check_int("case['resume_at']", case["resume_at"], 0, steps - 1)
+        return
+    check_int("case['seed']", case["seed"], 0, MAX_SEED - 1)  # averaging also seeds with seed + 1
+    elements = check_shapes("case['shapes']", case["shapes"])
+    n = len(case["shapes"])
+    for i, dtype in enumerate(check_list("case['dtypes']", case["dtypes"], n, n)):
+        check_name(f"case['dtypes'][{i}]", dtype, _MIXED)
+    for i, scale in enumerate(check_list("case['scales']", case["scales"], n, n)):
+        check_number(f"case['scales'][{i}]", scale, -MAX_SCALE, MAX_SCALE)
+    if "specials" in case:
+        for i, special in enumerate(check_list("case['specials']", case["specials"], 0, MAX_ITEMS)):
+            check_list(f"case['specials'][{i}]", special, 2, 2)
+            check_int(f"case['specials'][{i}][0]", special[0], 0, n - 1)
+            check_name(f"case['specials'][{i}][1]", special[1], SPECIALS)
+    for key in ("norm_type", "max_norm", "clip_value"):
+        if key in case:
+            check_number(f"case[{key!r}]", case[key], nonfinite=True)
+    if "error_if_nonfinite" in case:
+        check_bool("case['error_if_nonfinite']", case["error_if_nonfinite"])
+    if "updates" in case:
+        updates = check_int("case['updates']", case["updates"], 1, MAX_STEPS)
+        check_budget("case", "updates x elements", updates * elements, MAX_WORK)
+    if "decay" in case:
+        check_number("case['decay']", case["decay"])
+
+
+def parse_case(name: Any, json_string: Any) -> dict[str, Any]:
+    """The case of ``python -m parity --replay-function NAME '<json>'``, checked (:func:`check_case`)."""
+    case = load_json(json_string, "case")
+    check_case(name, case)
+    return case
+
+
 def replay(name: str, json_string: str) -> SideStats:
-    """Rerun one case from its JSON (``python -m parity --replay-function NAME '<json>'``);
-    print every difference and return the case's statistics."""
+    """Rerun one case from its JSON (``python -m parity --replay-function NAME '<json>'``),
+    checked first (:func:`parse_case`: TypeError or ValueError); print every difference and
+    return the case's statistics."""
     stats = Stats()
-    outcome = run_case(name, json.loads(json_string), stats=stats, raise_on_difference=False)
+    outcome = run_case(name, parse_case(name, json_string), stats=stats, raise_on_difference=False)
     for line in outcome.differences:
         print(line)
     return stats.sides[(name, outcome.dtype, "bitwise")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +19,207 @@ import numpy_optim
 
 from . import tolerance
 from .registry import OPTIMIZERS, SCHEDULERS, torch_learning_rates
-from .strategies import DTYPES, HYPERPARAMETERS, CaseSpec, case_specs, shapes
+from .strategies import DTYPES, GRADIENT_KINDS, HYPERPARAMETERS, PAIRED_KEYS, CaseSpec, case_specs, shapes
 from .trajectories import build_case, perturbed, run_numpy, run_torch
 
 ALL_BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+# ----- replay input: JSON from the command line, checked before anything runs ------------
+#
+# Bounds on a replayed case, far above what the strategies draw (in brackets): they stop a
+# hand-edited case from running for hours or filling the memory, never a drawn one.
+
+#: Steps of a case, updates of an averaging case, steps of a schedule's horizon [3000].
+MAX_STEPS = 10**5
+#: Entries, arrays, list items (milestones, specials, epoch calls, ...) [8].
+MAX_ITEMS = 1000
+#: Dimensions of one shape [3].
+MAX_DIMS = 8
+#: Elements of a case, summed over its arrays, each counted as at least 1 [500015].
+MAX_ELEMENTS = 10**6
+#: Optimizer cases: steps x elements, the values each recorded trajectory keeps [172800].
+MAX_RECORDED = 10**7
+#: steps x elements x closure evaluations per step (LBFGS: max_eval), or updates x elements
+#: of an averaging case: the work of a case [3.2e7].
+MAX_WORK = 10**8
+#: A count a scheduler argument or an epoch may hold: a period, a milestone, ``step(epoch)``'s epoch [6005].
+MAX_COUNT = 10 * MAX_STEPS
+#: A seed: NumPy's ``default_rng`` takes any int >= 0 [2**32 - 1].
+MAX_SEED = 2**64 - 1
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind as JSON names it."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a bool", int: "an int", float: "a float"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def load_json(text: Any, what: str) -> Any:
+    """``json.loads(text)``; a ValueError naming ``what`` when ``text`` is not JSON."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a JSON string, got {type(text).__name__}")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, or an int of more than 4300 digits
+        raise ValueError(f"{what} is not valid JSON: {error}") from None
+
+
+def check_keys(where: str, value: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``value`` as a JSON object holding every ``required`` key and no key outside ``optional``."""
+    if type(value) is not dict:
+        raise TypeError(f"{where} must be an object, got {_show(value)} ({_kind(value)})")
+    known = (*required, *optional)
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise ValueError(f"{where} has the unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise ValueError(f"{where} lacks the key {missing[0]!r}")
+    return value
+
+
+def check_name(where: str, value: Any, allowed: Any) -> str:
+    """``value``, a string among ``allowed`` (an allowlist: a registry's or a table's keys)."""
+    if type(value) is not str:
+        raise TypeError(f"{where} must be a name (a string), got {_show(value)} ({_kind(value)})")
+    if value not in allowed:
+        raise ValueError(f"{where} = {_show(value)} is not one of {sorted(allowed)}")
+    return value
+
+
+def check_bool(where: str, value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{where} must be a bool, got {_show(value)} ({_kind(value)})")
+    return value
+
+
+def check_int(where: str, value: Any, low: int, high: int) -> int:
+    """``value``, an int (not a bool) in ``[low, high]``."""
+    if type(value) is not int:
+        raise TypeError(f"{where} must be an int, got {_show(value)} ({_kind(value)})")
+    if not low <= value <= high:
+        raise ValueError(f"{where} = {_show(value)} is out of range: expected an int in [{low}, {high}]")
+    return value
+
+
+def check_number(where: str, value: Any, low: float = -math.inf, high: float = math.inf,
+                 nonfinite: bool = False) -> float:
+    """``value``, an int or float (not a bool) in ``[low, high]`` that a float holds; NaN and
+    infinities only with ``nonfinite`` (data such as metrics, or norm orders that may be inf)."""
+    if type(value) not in (int, float):
+        raise TypeError(f"{where} must be a number, got {_show(value)} ({_kind(value)})")
+    if nonfinite and type(value) is float and not math.isfinite(value):
+        return value
+    if not (low <= value <= high and abs(value) <= sys.float_info.max):
+        raise ValueError(f"{where} = {_show(value)} is out of range: expected a finite number in [{low}, {high}]")
+    return value
+
+
+def check_list(where: str, value: Any, low: int, high: int) -> list[Any]:
+    """``value``, a list of ``low`` to ``high`` items."""
+    if type(value) is not list:
+        raise TypeError(f"{where} must be a list, got {_show(value)} ({_kind(value)})")
+    if not low <= len(value) <= high:
+        expected = f"{low}" if low == high else f"{low} to {high}"
+        raise ValueError(f"{where} has {len(value)} items, expected {expected}")
+    return value
+
+
+def check_shapes(where: str, value: Any) -> int:
+    """``value``, a list of 1 to :data:`MAX_ITEMS` shapes (lists of at most :data:`MAX_DIMS`
+    sizes >= 0) of at most :data:`MAX_ELEMENTS` elements in all; return that count (each
+    array counted as at least 1: an empty one costs a step too)."""
+    total = 0
+    for i, shape in enumerate(check_list(where, value, 1, MAX_ITEMS)):
+        size = 1
+        for j, n in enumerate(check_list(f"{where}[{i}]", shape, 0, MAX_DIMS)):
+            size *= check_int(f"{where}[{i}][{j}]", n, 0, MAX_ELEMENTS)
+        total += max(size, 1)
+        if total > MAX_ELEMENTS:
+            raise ValueError(f"{where} has more than {MAX_ELEMENTS} elements (at {where}[{i}] = {shape})")
+    return total
+
+
+def check_budget(where: str, what: str, amount: int, limit: int) -> None:
+    if amount > limit:
+        raise ValueError(f"{where}: {what} is {amount}, at most {limit}")
+
+
+def _check_hyperparameters(where: str, value: Any, pair: Any) -> None:
+    """Names the registry lists for the pair; values null, bools, finite numbers, pairs of
+    them (``PAIRED_KEYS``) or ``line_search_fn``'s one name. Their ranges are numpy_optim's
+    to check (:func:`parse_case` builds the optimizer)."""
+    for key, item in check_keys(where, value, (), pair.hyperparameters).items():
+        at = f"{where}[{key!r}]"
+        if key == "line_search_fn":
+            if item is not None:
+                check_name(at, item, ("strong_wolfe",))
+            continue
+        items = check_list(at, item, 2, 2) if key in PAIRED_KEYS and type(item) is list else [item]
+        for j, x in enumerate(items):
+            at_j = at if len(items) == 1 else f"{at}[{j}]"
+            if x is not None and type(x) is not bool:
+                check_number(at_j, x)
+
+
+def parse_case(text: str) -> CaseSpec:
+    """A :class:`CaseSpec` from the JSON a failure message prints (``python -m parity --replay``),
+    every field checked first: ``pair`` a registry pair, ``dtype`` one of :data:`DTYPES`,
+    the hyperparameter names the registry lists for the pair (overrides too), the gradient
+    kinds :data:`GRADIENT_KINDS`, a schedule the registry's, no unknown key; the counts and
+    sizes within the bounds above, types as :func:`CaseSpec.to_json` writes them; then the
+    values by numpy_optim's own checks (the optimizer built on zeros of the case's shapes).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the field (``case['steps']``, ``case['shapes'][1][0]``, ...) and its value.
+    """
+    data = check_keys("case", load_json(text, "case"),
+                      ("pair", "dtype", "hyperparameters", "overrides", "shapes", "gradient_kinds", "steps", "seed"),
+                      ("closed_loop", "schedule", "init_scale", "extra"))
+    pair = OPTIMIZERS[check_name("case['pair']", data["pair"], OPTIMIZERS)]
+    dtype = check_name("case['dtype']", data["dtype"], DTYPES)
+    steps = check_int("case['steps']", data["steps"], 1, MAX_STEPS)
+    check_int("case['seed']", data["seed"], 0, MAX_SEED)
+    closed_loop = check_bool("case['closed_loop']", data.get("closed_loop", False))
+    check_number("case['init_scale']", data.get("init_scale", 1.0))
+    check_keys("case['extra']", data.get("extra", {}), ())
+    elements = check_shapes("case['shapes']", data["shapes"])
+    n = len(data["shapes"])
+    for i, kind in enumerate(check_list("case['gradient_kinds']", data["gradient_kinds"], n, n)):
+        check_name(f"case['gradient_kinds'][{i}]", kind, GRADIENT_KINDS)
+    _check_hyperparameters("case['hyperparameters']", data["hyperparameters"], pair)
+    overrides = check_list("case['overrides']", data["overrides"], n, n)
+    for i, entry in enumerate(overrides):
+        _check_hyperparameters(f"case['overrides'][{i}]", entry, pair)
+    schedule = data.get("schedule")
+    if schedule is not None:
+        check_keys("case['schedule']", schedule, ("name", "kwargs"))
+        name = check_name("case['schedule']['name']", schedule["name"], SCHEDULERS)
+        _check_schedule_kwargs("case['schedule']['kwargs']", name, schedule["kwargs"])
+    if pair.closure and (not closed_loop or schedule is not None or any(overrides)):
+        raise ValueError(f"case: {pair.name} cases run closed loop (closed_loop true) without a schedule or "
+                         f"overrides; got closed_loop={closed_loop}, schedule={schedule}, overrides={overrides}")
+    check_budget("case", "steps x elements", steps * elements, MAX_RECORDED)
+    spec = CaseSpec.from_json(text)
+    entries = [{"params": np.zeros(shape, dtype), "grad": np.zeros(shape, dtype), **entry}
+               for shape, entry in zip(spec.shapes, spec.overrides)]
+    try:
+        optimizer = pair.ours(entries, **spec.hyperparameters)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"case['hyperparameters'] or case['overrides']: numpy_optim.{pair.ours.__name__} "
+                          f"refuses them: {error}") from None
+    evaluations = optimizer.defaults["max_eval"] if pair.closure else 1
+    check_budget("case", "steps x elements x closure evaluations per step", steps * elements * evaluations, MAX_WORK)
+    return spec
 
 
 class ParityError(AssertionError):
@@ -357,8 +555,40 @@ def scheduler_kwargs(pair: str) -> st.SearchStrategy[dict[str, Any]]:
     return cosine()
 
 
+#: The constructor arguments of the registry's schedules (:func:`scheduler_kwargs` draws all of them).
+SCHEDULE_KWARGS = {
+    "StepDecayScheduler": ("initial_lr", "decay_factor", "step_size"),
+    "CosineScheduler": ("max_lr", "min_lr", "total_steps"),
+    "WarmupCosineScheduler": ("max_lr", "min_lr", "warmup_steps", "total_steps"),
+}
+#: Their int arguments and bounds: :func:`compare_schedule` runs 10 * step_size or total_steps steps.
+_SCHEDULE_STEPS = {"step_size": MAX_STEPS // 10, "warmup_steps": MAX_STEPS, "total_steps": MAX_STEPS}
+
+
+def _check_schedule_kwargs(where: str, pair: str, kwargs: Any) -> None:
+    for key, value in check_keys(where, kwargs, SCHEDULE_KWARGS[pair]).items():
+        if key in _SCHEDULE_STEPS:
+            check_int(f"{where}[{key!r}]", value, 0, _SCHEDULE_STEPS[key])
+        else:
+            check_number(f"{where}[{key!r}]", value)
+    try:
+        SCHEDULERS[pair].ours(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: numpy_optim.{pair} refuses them: {error}") from None
+
+
+def check_schedule(pair: Any, kwargs: Any) -> None:
+    """Check :func:`compare_schedule`'s arguments (``python -m parity --replay-schedule PAIR
+    KWARGS``): ``pair`` a registry schedule, ``kwargs`` exactly its constructor's arguments,
+    ints for the step counts (bounded: the horizon is at most :data:`MAX_STEPS`), finite
+    numbers for the rates, values the constructor accepts. TypeError or ValueError."""
+    _check_schedule_kwargs("kwargs", check_name("pair", pair, SCHEDULERS), kwargs)
+
+
 def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = None) -> float:
-    """Compare one schedule with torch over its horizon; return the worst error / bound."""
+    """Compare one schedule with torch over its horizon; return the worst error / bound.
+    The arguments are checked first (:func:`check_schedule`)."""
+    check_schedule(pair, kwargs)
     ours = SCHEDULERS[pair].ours(**kwargs)
     horizon = SCHEDULERS[pair].horizon(ours)
     worst_ratio, worst_error = 0.0, 0.0

@@ -17,6 +17,12 @@ numpy_optim's ``optimizer.state_dict()`` (numpy_optim/optimizer.py)::
 
 with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The correspondence:
 
+* ``class`` is the numpy_optim class's name, which torch's state dict does not record:
+  :func:`torch_to_numpy` writes the receiving optimizer's (``type(optimizer).__name__``),
+  and :func:`numpy_to_torch` refuses a state dict whose class is not the registry's
+  counterpart of the torch class (an ``"AdamW"`` state dict into a ``torch.optim.Adam``:
+  their weight decays differ).
+
 * Entries are torch's parameters in order, group after group (the order of torch's
   param ids), so a torch optimizer over groups ``[[w, b], [v]]`` corresponds to numpy_optim
   entries ``[w, b, v]``.
@@ -29,10 +35,12 @@ with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The cor
   numpy_optim's ``initial_lrs`` are (the rate a scheduler scales an entry's lr from).
   It is carried over where torch has it: into ``initial_lrs`` always, and back into the
   groups of a torch optimizer that has a scheduler attached (whose groups have the key).
-* Buffers have the same names, shapes and values; arrays are copied both ways (a converted
-  dict shares no memory with its source). Per-parameter scalar state (ASGD's ``eta`` and
-  ``mu``, NAdam's ``mu_product``) is a 0-d float32 tensor in torch and a 0-d float32 array
-  in numpy_optim; Adafactor's factored ``row_var``/``col_var`` have their own shapes.
+* Buffers have the same names, shapes, dtypes and values; arrays are copied both ways (a
+  converted dict shares no memory with its source). Per-parameter scalar state (ASGD's
+  ``eta`` and ``mu``, NAdam's ``mu_product``) is a 0-d float32 tensor in torch and a 0-d
+  float32 array in numpy_optim; Adafactor's factored ``row_var``/``col_var`` have their own
+  shapes. A torch buffer of another dtype than numpy_optim keeps (complex, int, bool, or
+  another float width) is a TypeError, never cast.
 * numpy_optim keeps one step counter for the optimizer; torch keeps one per parameter (a
   scalar tensor), which must therefore all agree. torch's SGD keeps none (and numpy_optim's
   SGD uses its count for nothing).
@@ -203,7 +211,18 @@ def _lbfgs_torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: Any, s
     if any(saved[param_id] for param_id in unknown):
         raise ValueError(f"torch_state_dict['state'] has LBFGS state for param ids {unknown}; torch keeps it all "
                          f"in the first parameter's ({ids[0]!r})")
-    first = {name: _lbfgs_value(value, True) for name, value in saved.get(ids[0], {}).items()}
+    first = saved.get(ids[0], {})
+    if not isinstance(first, Mapping):
+        raise TypeError(f"torch_state_dict['state'][{ids[0]!r}] must be a dict, got {type(first).__name__}")
+    expected = optimizer.param_groups[0]["params"].dtype  # numpy_optim's LBFGS keeps all of it in this dtype
+    for name, value in first.items():
+        for k, item in enumerate(value if isinstance(value, list) else [value]):
+            dtype = _NUMPY_DTYPES.get(item.dtype) if isinstance(item, torch.Tensor) else expected
+            if dtype is None or dtype != expected:  # (np.dtype("float64") == None holds: test None first)
+                at = f"[{name!r}][{k}]" if isinstance(value, list) else f"[{name!r}]"
+                raise TypeError(f"torch_state_dict['state'][{ids[0]!r}]{at} has dtype {item.dtype}, but "
+                                f"numpy_optim's LBFGS over these parameters keeps it in {expected}")
+    first = {name: _lbfgs_value(value, True) for name, value in first.items()}
     count = optimizer.state["step"] if step is None else step
     return {
         "class": type(optimizer).__name__,
@@ -266,11 +285,13 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
     Raises
     ------
     TypeError
-        ``optimizer`` is not a registered numpy_optim optimizer, a value has the wrong type.
+        ``optimizer`` is not a registered numpy_optim optimizer, a value has the wrong type, a
+        buffer's dtype is not the one numpy_optim keeps it in (complex, int, bool or another
+        float width: named with the entry, the buffer and both dtypes; nothing is cast).
     ValueError
         The dict is not a state dict of the counterpart torch class over these parameters
-        (parameter count, hyperparameter names, buffer names, shapes,
-        dtypes), torch's per-parameter steps disagree, or a value is invalid.
+        (parameter count, hyperparameter names, buffer names, shapes), torch's per-parameter
+        steps disagree, or a value is invalid.
     """
     pair = _pair_for_numpy(optimizer)
     if pair.closure:  # LBFGS
@@ -313,7 +334,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
 
     # Buffers and steps.
     position = {param_id: i for i, param_id in enumerate(ids)}
-    state: list[dict[str, np.ndarray]] = [{} for _ in entries]
+    state: list[dict[str, tuple[torch.Tensor, np.dtype]]] = [{} for _ in entries]  # converted once all is checked
     steps: dict[int, float] = {}
     for param_id, saved in torch_state_dict["state"].items():
         if param_id not in position:
@@ -329,6 +350,9 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
             if name == "step":
                 if not isinstance(value, (torch.Tensor, numbers.Real)) or isinstance(value, bool):
                     raise TypeError(f"{where}['step'] must be a number or a scalar tensor, got {type(value).__name__}")
+                if isinstance(value, torch.Tensor) and (value.dtype == torch.bool or value.is_complex()):
+                    raise TypeError(f"{where}['step'] has dtype {value.dtype}, expected a real number (torch keeps "
+                                    "float32 or float64)")
                 try:
                     steps[i] = float(_plain(value))
                 except TypeError as error:
@@ -341,9 +365,9 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
                                  f"with these hyperparameters; it keeps {sorted(allowed)}")
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{where}[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
-            dtype = _NUMPY_DTYPES.get(value.dtype)
+            dtype = _NUMPY_DTYPES.get(value.dtype)  # None: complex, int, bool, bfloat16, ...
             shape, expected = optimizer._buffer_layout(name, param)  # 0-d float32 for eta, mu, mu_product
-            if name in optimizer._scalar_state and value.shape == () and dtype == np.float64:
+            if name in optimizer._scalar_state and value.shape == () and value.dtype == torch.float64:
                 # torch's load_state_dict casts 0-d scalar state to the parameter's dtype; as
                 # long as torch has not stepped since, the value is still a float32 number.
                 if float(np.float32(value.item())) != value.item():
@@ -352,11 +376,13 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
                         f"torch before a load_state_dict cast it to float64) keeps in float32"
                     )
                 dtype = np.dtype(np.float32)
-            if tuple(value.shape) != shape or dtype != expected:
-                raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)} and dtype {value.dtype}, but "
-                                 f"params[{i}] (shape {param.shape}, dtype {param.dtype}) keeps it with shape "
-                                 f"{shape} and dtype {expected}")
-            state[i][name] = np.array(value.detach().cpu().numpy(), dtype=expected, copy=True)
+            if dtype is None or dtype != expected:  # (np.dtype("float64") == None holds: test None first)
+                raise TypeError(f"{where}[{name!r}] has dtype {value.dtype}, but params[{i}] (shape {param.shape}, "
+                                f"dtype {param.dtype}) keeps it in {expected}")
+            if tuple(value.shape) != shape:
+                raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)}, but params[{i}] (shape "
+                                 f"{param.shape}, dtype {param.dtype}) keeps it with shape {shape}")
+            state[i][name] = (value, expected)
         missing = sorted(allowed - set(state[i]))
         if state[i] and missing:
             raise ValueError(f"{where} lacks the buffers {missing}")
@@ -386,7 +412,8 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         "step": int(count),
         "defaults": _for_numpy(defaults),
         "param_groups": [_for_numpy(o) for o in overrides],
-        "state": state,
+        "state": [{name: np.array(value.detach().cpu().numpy(), dtype=dtype, copy=True)
+                   for name, (value, dtype) in buffers.items()} for buffers in state],
         "initial_lrs": initial_lrs,
     }
 
@@ -424,8 +451,8 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         The dict is not a numpy_optim state dict for these parameters (keys, entry count,
         hyperparameter names and values, buffer names, shapes, dtypes), entries that share a
         torch group have different hyperparameters, or (where torch keeps a step) an entry has
-        no buffers although the step count is positive. (Adam and AdamW state dicts look alike: which
-        one is meant is the caller's to get right.)
+        no buffers although the step count is positive, or its ``class`` is not the numpy_optim
+        counterpart of the torch class (an AdamW state dict into a torch Adam).
     """
     pair = _pair_for_torch(torch_optimizer)
     if pair.closure:  # LBFGS

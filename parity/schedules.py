@@ -39,7 +39,8 @@ and both are loaded, and the run continues:
 
 Entry points: :data:`PAIRS` (name -> a function returning the Hypothesis strategy of its
 cases), :func:`check` (the property, with statistics), :func:`run_case` and :func:`replay`
-(one case from its JSON).
+(one case from its JSON, checked first by :func:`parse_case`: names from this module's
+tables only, no unknown key, bounded counts).
 """
 
 from __future__ import annotations
@@ -59,7 +60,22 @@ from hypothesis import strategies as st
 
 import numpy_optim
 
-from .harness import ParityError, SideStats, Stats
+from .harness import (
+    MAX_COUNT,
+    MAX_ITEMS,
+    MAX_SEED,
+    MAX_STEPS,
+    ParityError,
+    SideStats,
+    Stats,
+    check_bool,
+    check_int,
+    check_keys,
+    check_list,
+    check_name,
+    check_number,
+    load_json,
+)
 
 # --------------------------------------------------------------------------------------
 # Menus: the callables a case names (the same objects run on both sides)
@@ -765,10 +781,183 @@ def check(name: str, stats: Stats | None = None, max_examples: int | None = None
     return stats
 
 
+# --------------------------------------------------------------------------------------
+# Replaying: a case from its JSON, every field checked first
+# --------------------------------------------------------------------------------------
+
+
+def _number(where: str, value: Any, n: int) -> None:
+    check_number(where, value)
+
+
+def _count(where: str, value: Any, n: int) -> None:
+    check_int(where, value, 0, MAX_COUNT)
+
+
+def _flag(where: str, value: Any, n: int) -> None:
+    check_bool(where, value)
+
+
+def _choice(*names: str) -> Callable[[str, Any, int], None]:
+    def check(where: str, value: Any, n: int) -> None:
+        check_name(where, value, names)
+
+    return check
+
+
+def _optional(check: Callable[[str, Any, int], None]) -> Callable[[str, Any, int], None]:
+    def optional(where: str, value: Any, n: int) -> None:
+        if value is not None:
+            check(where, value, n)
+
+    return optional
+
+
+def _each(check: Callable[[str, Any, int], None]) -> Callable[[str, Any, int], None]:
+    """One value for every entry, or a list of one per entry (:func:`_per_entry`)."""
+    def each(where: str, value: Any, n: int) -> None:
+        if type(value) is list:
+            for i, item in enumerate(check_list(where, value, n, n)):
+                check(f"{where}[{i}]", item, n)
+        else:
+            check(where, value, n)
+
+    return each
+
+
+def _menu(menu: dict[str, Any]) -> Callable[[str, Any, int], None]:
+    return _each(_choice(*menu))
+
+
+def _milestones(where: str, value: Any, n: int) -> None:
+    for i, item in enumerate(check_list(where, value, 0, MAX_ITEMS)):
+        check_int(f"{where}[{i}]", item, 0, MAX_COUNT)
+
+
+_CYCLED = {"cycle_momentum": _flag, "base_momentum": _each(_number), "max_momentum": _each(_number)}
+#: Every argument :func:`scheduler_specs` and :func:`plateau_specs` draw, per class: the case's
+#: only keys, and names only from the menus (:data:`LAMBDAS`, :data:`MULTIPLIERS`, :data:`SCALE_FNS`).
+KWARGS: dict[str, dict[str, Callable[[str, Any, int], None]]] = {
+    "LambdaLR": {"lr_lambda": _menu(LAMBDAS)},
+    "MultiplicativeLR": {"lr_lambda": _menu(MULTIPLIERS)},
+    "StepLR": {"step_size": _count, "gamma": _number},
+    "MultiStepLR": {"milestones": _milestones, "gamma": _number},
+    "ConstantLR": {"factor": _number, "total_iters": _count},
+    "LinearLR": {"start_factor": _number, "end_factor": _number, "total_iters": _count},
+    "ExponentialLR": {"gamma": _number},
+    "PolynomialLR": {"total_iters": _count, "power": _number},
+    "CosineAnnealingLR": {"T_max": _count, "eta_min": _number},
+    "CyclicLR": {"base_lr": _each(_number), "max_lr": _each(_number), "step_size_up": _count,
+                 "step_size_down": _optional(_count), "mode": _choice("triangular", "triangular2", "exp_range"),
+                 "gamma": _number, "scale_fn": _optional(_choice(*SCALE_FNS)),
+                 "scale_mode": _choice("cycle", "iterations"), **_CYCLED},
+    "OneCycleLR": {"max_lr": _each(_number), "total_steps": _count, "epochs": _count, "steps_per_epoch": _count,
+                   "three_phase": _flag, "pct_start": _number, "anneal_strategy": _choice("cos", "linear"),
+                   **_CYCLED, "div_factor": _number, "final_div_factor": _number},
+    "CosineAnnealingWarmRestarts": {"T_0": _count, "T_mult": _count, "eta_min": _number},
+    "ReduceLROnPlateau": {"mode": _choice("min", "max"), "factor": _number, "patience": _count,
+                          "threshold": _number, "threshold_mode": _choice("rel", "abs"), "cooldown": _count,
+                          "min_lr": _each(_number), "eps": _number},
+}
+#: OneCycleLR's length: ``total_steps``, or ``epochs`` and ``steps_per_epoch``.
+_ONE_CYCLE_LENGTH = ("total_steps", "epochs", "steps_per_epoch")
+#: Sub-schedulers of a SequentialLR or ChainedScheduler, and how deep they nest (drawn: 3 and 2).
+MAX_SUBSCHEDULERS = 8
+MAX_NESTING = 3
+
+
+def _check_scheduler(where: str, spec: Any, n: int, allowed: tuple[str, ...], depth: int = 1) -> None:
+    """A scheduler spec: a class from ``allowed``, its keys and arguments (:data:`KWARGS`),
+    sub-schedulers checked in turn."""
+    if type(spec) is not dict:
+        check_keys(where, spec, ())  # raises: not an object
+    cls = check_name(f"{where}['class']", spec.get("class"), allowed)
+    if cls in ("SequentialLR", "ChainedScheduler"):
+        check_keys(where, spec, ("class", "schedulers", "milestones" if cls == "SequentialLR" else "pass_optimizer"))
+        subs = check_list(f"{where}['schedulers']", spec["schedulers"], 1, MAX_SUBSCHEDULERS)
+        inner = SIMPLE + (("SequentialLR", "ChainedScheduler") if depth < MAX_NESTING else ())
+        for i, sub in enumerate(subs):
+            _check_scheduler(f"{where}['schedulers'][{i}]", sub, n, inner, depth + 1)
+        if cls == "SequentialLR":
+            check_list(f"{where}['milestones']", spec["milestones"], len(subs) - 1, len(subs) - 1)
+            _milestones(f"{where}['milestones']", spec["milestones"], n)
+        else:
+            check_bool(f"{where}['pass_optimizer']", spec["pass_optimizer"])
+        return
+    check_keys(where, spec, ("class", "kwargs"))
+    arguments = KWARGS[cls]
+    optional = _ONE_CYCLE_LENGTH if cls == "OneCycleLR" else ()
+    kwargs = check_keys(f"{where}['kwargs']", spec["kwargs"], tuple(k for k in arguments if k not in optional),
+                        optional)
+    if cls == "OneCycleLR" and "total_steps" not in kwargs and not {"epochs", "steps_per_epoch"} <= set(kwargs):
+        raise ValueError(f"{where}['kwargs'] needs 'total_steps', or 'epochs' and 'steps_per_epoch'")
+    for key, value in kwargs.items():
+        arguments[key](f"{where}['kwargs'][{key!r}]", value, n)
+
+
+def check_case(name: Any, case: Any) -> None:
+    """Check a case of pair ``name`` as :data:`PAIRS` draws it: the keys, the optimizer and
+    scheduler classes and menu names from this module's tables (the top class is ``name``),
+    one value per entry where a list is given, counts within ``parity.harness``'s bounds
+    (``steps`` at most MAX_STEPS, arguments and epochs at most MAX_COUNT, at most MAX_ITEMS
+    entries), ints as ints, bools as bools, finite numbers (metrics may be NaN or infinite).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the field (``case['scheduler']['kwargs']['gamma']``, ...) and its value.
+    """
+    check_name("PAIR", name, PAIRS)
+    plateau = name == "ReduceLROnPlateau"
+    check_keys("case", case, ("optimizer", "hyperparameters", "entries", "scheduler", "steps", "seed")
+               + (("metrics",) if plateau else ()), ("epochs", "resume"))
+    kind = OPTIMIZERS[check_name("case['optimizer']", case["optimizer"], OPTIMIZERS)][2]
+    steps = check_int("case['steps']", case["steps"], 1, MAX_STEPS)
+    check_int("case['seed']", case["seed"], 0, MAX_SEED)
+    n = len(check_list("case['entries']", case["entries"], 1, MAX_ITEMS))
+    for i, entry in enumerate([case["hyperparameters"], *case["entries"]]):
+        where = "case['hyperparameters']" if i == 0 else f"case['entries'][{i - 1}]"
+        for key, value in check_keys(where, entry, ("lr", kind) if i == 0 else (), ("lr", kind)).items():
+            if key == "betas":
+                for j, beta in enumerate(check_list(f"{where}['betas']", value, 2, 2)):
+                    check_number(f"{where}['betas'][{j}]", beta)
+            else:
+                check_number(f"{where}[{key!r}]", value)
+    spec = case["scheduler"]
+    if name == "TwoSchedulers":
+        check_keys("case['scheduler']", spec, ("class", "first", "second", "second_at", "stepping"))
+        check_name("case['scheduler']['class']", spec["class"], (name,))
+        for key in ("first", "second"):
+            _check_scheduler(f"case['scheduler'][{key!r}]", spec[key], n, SIMPLE)
+        check_int("case['scheduler']['second_at']", spec["second_at"], 0, steps - 1)
+        check_name("case['scheduler']['stepping']", spec["stepping"], ("both", "second"))
+    else:
+        _check_scheduler("case['scheduler']", spec, n, (name,))
+    if plateau:
+        for t, metric in enumerate(check_list("case['metrics']", case["metrics"], steps, steps)):
+            check_number(f"case['metrics'][{t}]", metric, nonfinite=True)
+    for i, call in enumerate(check_list("case['epochs']", case.get("epochs", []), 0, min(steps, MAX_ITEMS))):
+        check_list(f"case['epochs'][{i}]", call, 2, 2)
+        check_int(f"case['epochs'][{i}][0]", call[0], 1, steps)
+        check_number(f"case['epochs'][{i}][1]", call[1], 0, MAX_COUNT)
+    if "resume" in case:
+        resume = check_keys("case['resume']", case["resume"], ("at", "order"))
+        check_int("case['resume']['at']", resume["at"], 0, steps - 1)
+        check_name("case['resume']['order']", resume["order"], ("docs", "late"))
+
+
+def parse_case(name: Any, json_string: Any) -> dict[str, Any]:
+    """The case of ``python -m parity --replay-lr-scheduler NAME '<json>'``, checked (:func:`check_case`)."""
+    case = load_json(json_string, "case")
+    check_case(name, case)
+    return case
+
+
 def replay(name: str, json_string: str) -> SideStats:
-    """Rerun one case from its JSON (``python -m parity --replay-lr-scheduler NAME '<json>'``);
-    print every difference and return the case's statistics."""
-    result, differences = run_case(name, json.loads(json_string), raise_on_difference=False)
+    """Rerun one case from its JSON (``python -m parity --replay-lr-scheduler NAME '<json>'``),
+    checked first (:func:`parse_case`: TypeError or ValueError); print every difference and
+    return the case's statistics."""
+    result, differences = run_case(name, parse_case(name, json_string), raise_on_difference=False)
     for line in differences:
         print(line)
     return result

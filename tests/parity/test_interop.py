@@ -410,12 +410,16 @@ TORCH_TO_NUMPY_REFUSALS = [
                  id="a-parameter-without-state"),
     pytest.param(lambda sd, opt: (sd["state"][0].pop("exp_avg_sq") is not None and sd, opt), ValueError,
                  "lacks the buffers ['exp_avg_sq']", id="missing-buffer"),
-    pytest.param(lambda sd, opt: (sd["state"][0].update(exp_avg=torch.zeros(3)) or sd, opt), ValueError,
-                 "has shape (3,) and dtype torch.float32, but params[0] (shape (3, 2), "
-                 "dtype float64) keeps it with shape (3, 2)", id="buffer-shape"),
+    pytest.param(lambda sd, opt: (sd["state"][0].update(exp_avg=torch.zeros(3, dtype=torch.float64)) or sd, opt),
+                 ValueError, "['exp_avg'] has shape (3,), but params[0] (shape (3, 2), dtype float64) keeps it with "
+                 "shape (3, 2)", id="buffer-shape"),
     pytest.param(lambda sd, opt: (sd["state"][1].update(exp_avg=torch.zeros((), dtype=torch.float32)) or sd, opt),
-                 ValueError, "dtype torch.float32, but params[1] (shape (), dtype float64) keeps it "
-                 "with shape () and dtype float64", id="buffer-dtype"),
+                 TypeError, "torch_state_dict['state'][1] (params[1])['exp_avg'] has dtype torch.float32, but "
+                 "params[1] (shape (), dtype float64) keeps it in float64", id="buffer-dtype"),
+    pytest.param(lambda sd, opt: (sd["state"][2].update(step=torch.tensor(True)) or sd, opt), TypeError,
+                 "torch_state_dict['state'][2] (params[2])['step'] has dtype torch.bool", id="bool-step"),
+    pytest.param(lambda sd, opt: (sd["state"][2].update(step=torch.tensor(2 + 0j)) or sd, opt), TypeError,
+                 "['step'] has dtype torch.complex64", id="complex-step"),
     pytest.param(lambda sd, opt: (sd["state"][0].update(momentum_buffer=torch.zeros(3, 2, dtype=torch.float64))
                                   or sd, opt), ValueError, "has buffer 'momentum_buffer'", id="foreign-buffer"),
     pytest.param(lambda sd, opt: (sd, numpy_optim.SGD([dict(e) for e in opt.param_groups])), ValueError,
@@ -436,6 +440,39 @@ def test_torch_to_numpy_refuses_what_does_not_fit(corrupt, error, fragment):
     with pytest.raises(error) as caught:
         torch_to_numpy(saved, target)
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex128, torch.complex64, torch.int64, torch.int32, torch.bool,
+                                   torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("buffer", ["exp_avg", "exp_avg_sq"])
+def test_torch_to_numpy_refuses_a_buffer_of_another_dtype_than_numpy_optim_keeps(dtype, buffer):
+    # Before, complex, int and bool buffers of a float64 parameter were cast silently (the
+    # imaginary part dropped): NumPy takes np.dtype("float64") == None as true.
+    opt, torch_opt, params = _adam_pair("float64")
+    saved = torch_opt.state_dict()
+    changed = saved["state"][2][buffer].to(dtype)
+    saved["state"][2][buffer] = changed + 1j if dtype.is_complex else changed  # an imaginary part a cast would drop
+    before = copy.deepcopy(saved)
+    numpy_before = opt.state_dict()
+
+    with pytest.raises(TypeError) as caught:
+        torch_to_numpy(saved, opt)
+
+    assert str(caught.value) == (f"torch_state_dict['state'][2] (params[2])[{buffer!r}] has dtype {dtype}, but "
+                                 "params[2] (shape (5,), dtype float64) keeps it in float64")
+    assert torch.equal(saved["state"][2][buffer], before["state"][2][buffer])  # nothing changed
+    assert saved["param_groups"] == before["param_groups"]
+    assert_numpy_state_dicts_identical(opt.state_dict(), numpy_before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torch_to_numpy_keeps_every_float_buffer_of_the_parameters_dtype(dtype):
+    opt, torch_opt, params = _adam_pair(str(dtype).removeprefix("torch."))
+    converted = torch_to_numpy(torch_opt.state_dict(), opt)
+    for x, p in zip(converted["state"], params):
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch_opt.state[p][name].dtype == dtype
+            np.testing.assert_array_equal(x[name], torch_opt.state[p][name].numpy(), strict=True)
 
 
 def test_torch_to_numpy_refuses_a_step_argument_that_disagrees_with_torch():
@@ -592,3 +629,93 @@ def test_lbfgs_state_dict_survives_a_trip_through_torch(hyper):
             assert type(x) is type(y), (name, type(x), type(y))
             assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), name
     ours.load_state_dict(back)
+
+
+@pytest.mark.parametrize(("name", "k"), [("d", None), ("prev_flat_grad", None), ("H_diag", None), ("ro", 0),
+                                         ("old_dirs", 1)])
+@pytest.mark.parametrize("dtype", [torch.complex128, torch.int64, torch.bool, torch.float32], ids=str)
+def test_lbfgs_torch_to_numpy_refuses_state_of_another_dtype(name, k, dtype):
+    problem = Problem("float64")
+    hyper = LBFGS_CONFIGS[0].values[0]
+    theirs, closure, _ = lbfgs_torch(problem, hyper, problem.x0)
+    for _ in range(LBFGS_CALLS):
+        theirs.step(closure)
+    ours, _ = lbfgs_numpy(problem, hyper, problem.x0)
+    saved = theirs.state_dict()
+    state = saved["state"][0]
+    if k is None:
+        state[name] = state[name].to(dtype)
+    else:
+        state[name][k] = state[name][k].to(dtype)
+    at = f"[{name!r}]" if k is None else f"[{name!r}][{k}]"
+    with pytest.raises(TypeError) as caught:
+        torch_to_numpy(saved, ours)
+    assert str(caught.value) == (f"torch_state_dict['state'][0]{at} has dtype {dtype}, but numpy_optim's LBFGS over "
+                                 "these parameters keeps it in float64")
+
+
+# ----- the class a numpy_optim state dict records -------------------------------------
+
+
+class MyAdam(numpy_optim.Adam):
+    """A user's subclass: the registry maps it to torch's Adam."""
+
+
+@pytest.mark.parametrize(("ours", "theirs", "hyper"), [*CONFIGS, pytest.param(MyAdam, torch.optim.Adam, {"lr": 0.01},
+                                                                               id="Adam-subclass")])
+def test_torch_to_numpy_records_the_receiving_optimizers_class(ours, theirs, hyper):
+    problem = Problem("float64")
+    torch_opt, params = make_torch(theirs, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, 3), {})
+    opt = make_numpy(ours, problem, hyper)
+
+    converted = torch_to_numpy(torch_opt.state_dict(), opt)
+
+    assert converted["class"] == ours.__name__
+    assert list(converted) == ["class", "step", "defaults", "param_groups", "state", "initial_lrs"]
+    opt.load_state_dict(converted)  # the class numpy_optim's load_state_dict checks
+
+
+def test_lbfgs_torch_to_numpy_records_the_class():
+    problem = Problem("float64")
+    theirs, closure, _ = lbfgs_torch(problem, LBFGS_CONFIGS[0].values[0], problem.x0)
+    theirs.step(closure)
+    ours, _ = lbfgs_numpy(problem, LBFGS_CONFIGS[0].values[0], problem.x0)
+    converted = torch_to_numpy(theirs.state_dict(), ours)
+    assert converted["class"] == "LBFGS"
+    ours.load_state_dict(converted)
+
+
+@pytest.mark.parametrize(("source", "torch_class", "saved_class", "expected"), [
+    pytest.param(numpy_optim.AdamW, torch.optim.Adam, "AdamW", "Adam", id="AdamW-into-torch-Adam"),
+    pytest.param(numpy_optim.Adam, torch.optim.AdamW, "Adam", "AdamW", id="Adam-into-torch-AdamW"),
+    pytest.param(numpy_optim.Adam, torch.optim.Adam, "MyAdam", "Adam", id="subclass-into-torch-Adam"),
+    pytest.param(numpy_optim.Adam, torch.optim.Adam, "RAdam", "Adam", id="relabelled"),
+])
+def test_numpy_to_torch_refuses_another_class(source, torch_class, saved_class, expected):
+    # AdamW and Adam state dicts have the same keys and buffers; the class tells them apart
+    # (Adam's weight decay is L2, AdamW's decoupled).
+    problem = Problem("float64")
+    hyper = {"lr": 0.01, "weight_decay": 0.1}
+    opt = make_numpy(source, problem, hyper)
+    numpy_steps(opt, problem, range(1, 3), {})
+    saved = {**opt.state_dict(), "class": saved_class}
+    torch_opt, _ = make_torch(torch_class, problem, hyper)
+    before = copy.deepcopy(torch_opt.state_dict())
+
+    with pytest.raises(ValueError) as caught:
+        numpy_to_torch(saved, torch_opt)
+
+    assert f"numpy_state_dict is the state of {saved_class}, and this optimizer is {expected}" in str(caught.value)
+    assert torch_opt.state_dict() == before  # nothing changed (no state yet: plain values compare)
+
+
+def test_lbfgs_numpy_to_torch_refuses_another_class():
+    problem = Problem("float64")
+    ours, closure = lbfgs_numpy(problem, LBFGS_CONFIGS[0].values[0], problem.x0)
+    ours.step(closure)
+    theirs, _, _ = lbfgs_torch(problem, LBFGS_CONFIGS[0].values[0], problem.x0)
+    with pytest.raises(ValueError, match="numpy_state_dict is the state of Adam, and this optimizer is LBFGS"):
+        numpy_to_torch({**ours.state_dict(), "class": "Adam"}, theirs)
+    with pytest.raises(TypeError, match=r"Invalid numpy_state_dict\['class'\]: None"):
+        numpy_to_torch({**ours.state_dict(), "class": None}, theirs)
