@@ -168,9 +168,9 @@ def test_dict_keys_of_every_kind_keep_type_and_order(tmp_path):
 
 
 def test_optimizer_and_scheduler_resume_bit_for_bit(tmp_path):
-    shapes = [(4, 3), (5,), ()]
+    shapes, dtypes = [(4, 3), (5,), (), (6,)], [np.float64, np.float64, np.float64, np.float32]
     rng = np.random.default_rng(7)
-    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(10)]
+    grads = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)] for _ in range(10)]
 
     def build(params):
         entries = [{"params": p, "grad": np.zeros_like(p)} for p in params]
@@ -185,7 +185,7 @@ def test_optimizer_and_scheduler_resume_bit_for_bit(tmp_path):
             scheduler.step()
 
     def initial():
-        return [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in shapes]
+        return [np.linspace(-1, 1, int(np.prod(s))).reshape(s).astype(d) for s, d in zip(shapes, dtypes)]
 
     whole = build(initial())
     run(*whole, grads)
@@ -205,7 +205,7 @@ def test_optimizer_and_scheduler_resume_bit_for_bit(tmp_path):
 
 
 def test_bfloat16_and_other_ml_dtypes_as_raw_bits(tmp_path):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    import ml_dtypes  # in the test extra (pyproject.toml)
     bf16 = np.array([0x8000, 0x7F81, 0xFFC1, 0x7F80, 0x3F80], np.uint16).view(ml_dtypes.bfloat16)
     obj = {"w": bf16, "fp8": np.arange(4).astype(ml_dtypes.float8_e4m3fn),
            "i4": np.arange(-3, 3).astype(ml_dtypes.int4), "scalar": bf16[4],
