@@ -546,9 +546,9 @@ class Optimizer:
         then have one more entry. A refused call changes nothing.
         """
         with self._exclusive("add_param_group"):
-            self._check_can_add("add_param_group")
             entries = [*self.param_groups, param_group]
             hyper = self._check_entries(entries)[-1]
+            self._check_can_add("add_param_group")
             schedulers = [s for s in (ref() for ref in self._schedulers) if s is not None]
             for scheduler in schedulers:
                 scheduler._check_new_entry(param_group)
@@ -563,8 +563,8 @@ class Optimizer:
         their lrs added to :attr:`initial_lrs`, as :meth:`add_param_group` does (but the
         schedulers are not told: they refuse to step until they are)."""
         if len(self.initial_lrs) < len(self.param_groups):
-            self._check_can_add("an entry appended to param_groups")
             hyperparameters = self._check_entries(self.param_groups)
+            self._check_can_add("an entry appended to param_groups")
             self.initial_lrs.extend(hyper["lr"] for hyper in hyperparameters[len(self.initial_lrs):])
 
     #: Whether the update depends on the step count (bias corrections, decays): then an entry

@@ -1148,6 +1148,13 @@ def test_a_change_between_steps_gives_the_result_of_a_step_without_a_plan(change
     opt, ref = twins(cls, kwargs, PLAN_SHAPES, overrides=overrides)
     rng = np.random.default_rng(11)
     _warm_up(side, opt, ref, rng)
+    if change is _append_entry and cls._counts_steps:  # Adam's step count is the optimizer's: refused
+        before = snapshot(opt)
+        change(opt, 0)
+        with on(side), pytest.raises(ValueError, match="counts its steps per optimizer"):
+            opt.step()
+        assert snapshot(opt)[: len(before)] == before
+        return
     for k in range(3):
         change(opt, k)
         change(ref, k)
