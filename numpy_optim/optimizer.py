@@ -248,14 +248,34 @@ def check_disjoint(entries: list[Entry], state: Mapping[Any, Any]) -> None:
     own gradient (the plain kernel handles that one); gradients, only read, may share.
     Views, reshapes, transposes and overlapping slices of one array are caught, exactly
     (``np.shares_memory``, tried only on arrays whose byte ranges intersect)."""
-    arrays = []  # (low, high, array, entry index, role)
+    arrays, owners = [], []  # each array, and (entry index, "params" / "grad" / its buffer's name)
     for index, entry in enumerate(entries):
-        arrays.append((entry["params"], index, "['params']"))
-        arrays.append((entry["grad"], index, "['grad']"))
-        buffers = state.get(index, _NO_BUFFERS)
-        arrays.extend((buffer, index, f": its state buffer {name!r}") for name, buffer in buffers.items()
-                      if isinstance(buffer, np.ndarray))
-    spans = sorted(((*_byte_bounds(a), a, i, role) for a, i, role in arrays if a.size), key=operator.itemgetter(0))
+        arrays += (entry["params"], entry["grad"])
+        owners += ((index, "params"), (index, "grad"))
+        for name, buffer in state.get(index, _NO_BUFFERS).items():
+            if isinstance(buffer, np.ndarray):
+                arrays.append(buffer)
+                owners.append((index, name))
+    # Distinct arrays that own their memory (np.empty & co.) cannot overlap: the common case,
+    # checked at C speed. Otherwise only arrays sharing a root array that owns its memory,
+    # or whose root is some other buffer, go through the exact check.
+    if set(map(id, map(_BASE, arrays))) <= {id(None)} and len(set(map(id, arrays))) == len(arrays):
+        return
+    by_root: dict[int, list[tuple[np.ndarray, int, str]]] = {}
+    candidates = []
+    for array, (index, name) in zip(arrays, owners):
+        if not array.size:
+            continue
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        role = f"['{name}']" if name in ("params", "grad") else f": its state buffer {name!r}"
+        if root.base is None:
+            by_root.setdefault(id(root), []).append((array, index, role))
+        else:
+            candidates.append((array, index, role))
+    candidates += [item for group in by_root.values() if len(group) > 1 for item in group]
+    spans = sorted(((*_byte_bounds(a), a, i, role) for a, i, role in candidates), key=operator.itemgetter(0))
     open_spans: list[tuple[int, int, np.ndarray, int, str]] = []
     for span in spans:
         low, _, array, index, role = span
@@ -329,7 +349,7 @@ class Optimizer:
         self._schedulers: list[weakref.ref[Any]] = []  # told of add_param_group (numpy_optim.lr_scheduler)
         self._created: list[tuple[int, str]] | None = None  # buffers the running step created
         self._wrote = False  # whether the running step has begun writing
-        self._pending_scalar_state: list[dict[str, np.ndarray]] | None = None  # stored once a step is done
+        self._pending_scalar_state: list[dict[str, Any]] | None = None  # stored once a step is done
         entries = list(params)
         self._check_entries(entries)
         self.param_groups: list[Entry] = entries
@@ -640,7 +660,9 @@ class Optimizer:
             stored = {name: float(buffers[name]) for name in self._scalar_state} if self._scalar_state[0] in buffers \
                 else None
             used, new = self._step_scalar_state(hyper, step, stored)
-            pending.append({name: np.array(value, np.float32) for name, value in new.items()})
+            # (a buffer the entry has not got yet: made now, before the first write)
+            pending.append({name: np.array(value, np.float32) if name not in buffers else value
+                            for name, value in new.items()})
             result.append({**hyper, **used})
         self._pending_scalar_state = pending
         return result
@@ -1116,6 +1138,7 @@ def _plain(value: Any) -> Any:
 
 
 _PARAMS_AND_GRAD = operator.itemgetter("params", "grad")
+_BASE = operator.attrgetter("base")
 _NOT_HYPERPARAMETERS = SCHEDULER_KEYS | {"params", "grad"}
 
 
