@@ -248,7 +248,8 @@ def check_disjoint(entries: list[Entry], state: Mapping[Any, Any]) -> None:
     own gradient (the plain kernel handles that one); gradients, only read, may share.
     Views, reshapes, transposes and overlapping slices of one array are caught, exactly
     (``np.shares_memory``, tried only on arrays whose byte ranges intersect)."""
-    arrays, owners = [], []  # each array, and (entry index, "params" / "grad" / its buffer's name)
+    arrays: list[np.ndarray] = []
+    owners: list[tuple[int, str]] = []  # (entry index, "params" / "grad" / its buffer's name) of each array
     for index, entry in enumerate(entries):
         arrays += (entry["params"], entry["grad"])
         owners += ((index, "params"), (index, "grad"))
