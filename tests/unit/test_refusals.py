@@ -234,8 +234,8 @@ def corrupt(kind, sd, opt, data):
         bad["defaults"][key] = copy.deepcopy(KNOWN_HYPERPARAMETERS[key])
         return bad, key
     if kind == "entry key added":
-        # Scheduler keys (initial_lr, swa_lr, ...) are valid in an entry; "params" and "grad" are
-        # silently dropped today (test_a_param_groups_item_with_params_or_grad_is_refused, xfail).
+        # Scheduler keys (initial_lr, swa_lr, ...) are valid in an entry; "params" and "grad" have
+        # a test of their own (test_a_param_groups_item_with_params_or_grad_is_refused).
         key = draw(st.sampled_from(sorted(set(KNOWN_HYPERPARAMETERS) - set(bad["defaults"]))))
         index = draw(st.integers(0, len(bad["param_groups"]) - 1))
         bad["param_groups"][index][key] = copy.deepcopy(KNOWN_HYPERPARAMETERS[key])
