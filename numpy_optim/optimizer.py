@@ -230,16 +230,9 @@ def _sigint_held() -> Iterator[None]:
                 os.kill(os.getpid(), signal.SIGINT)
 
 
-def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
-    """``[low, high)``: the addresses of an array's bytes (a strided array's gaps included)."""
-    interface = array.__array_interface__
-    low = high = interface["data"][0]
-    for extent, stride in zip(array.shape, array.strides):
-        if stride < 0:
-            low += (extent - 1) * stride
-        else:
-            high += (extent - 1) * stride
-    return low, high + array.itemsize
+#: ``byte_bounds(array)``: ``(low, high)``, the addresses of an array's first byte and one
+#: past its last (a strided array's gaps included).
+byte_bounds = getattr(np.lib, "array_utils", np).byte_bounds  # NumPy 2: np.lib.array_utils; 1.26: np
 
 
 def check_disjoint(entries: list[Entry], state: Mapping[Any, Any]) -> None:
@@ -276,7 +269,7 @@ def check_disjoint(entries: list[Entry], state: Mapping[Any, Any]) -> None:
         else:
             candidates.append((array, index, role))
     candidates += [item for group in by_root.values() if len(group) > 1 for item in group]
-    spans = sorted(((*_byte_bounds(a), a, i, role) for a, i, role in candidates), key=operator.itemgetter(0))
+    spans = sorted(((*byte_bounds(a), a, i, role) for a, i, role in candidates), key=operator.itemgetter(0))
     open_spans: list[tuple[int, int, np.ndarray, int, str]] = []
     for span in spans:
         low, _, array, index, role = span
