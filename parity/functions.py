@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_optim import SGD, clip_grad, swa_utils
@@ -62,6 +62,7 @@ from .harness import (
     check_shapes,
     load_json,
 )
+from .profiles import for_trajectories, seeded
 
 DTYPE_MODES = ("float32", "float64", "mixed", "float16")
 _MIXED = ("float32", "float64", "float16")
@@ -447,11 +448,13 @@ def run_case(name: str, case: dict[str, Any], *, stats: Stats | None = None,
     return outcome
 
 
-def check(name: str, stats: Stats | None = None, max_examples: int | None = None) -> Stats:
+def check(name: str, stats: Stats | None = None, max_examples: int | None = None,
+          seed: int | None = None) -> Stats:
     """Property-test pair ``name`` (a :data:`PAIRS` key) against torch, bit for bit.
 
     Runs Hypothesis with the loaded profile's ``settings()`` (``max_examples`` overrides it;
-    no deadline) on :data:`CASES` ``[name]`` and records ``stats.sides[(name, dtype, "bitwise")]``.
+    no deadline: :func:`parity.profiles.for_trajectories`; ``seed``: :func:`parity.profiles.seeded`)
+    on :data:`CASES` ``[name]`` and records ``stats.sides[(name, dtype, "bitwise")]``.
 
     Raises
     ------
@@ -461,9 +464,9 @@ def check(name: str, stats: Stats | None = None, max_examples: int | None = None
     if name not in PAIRS:
         raise ValueError(f"Unknown function pair: {name!r}; expected one of {sorted(PAIRS)}")
     stats = stats if stats is not None else Stats()
-    chosen = settings(settings(), deadline=None, **({} if max_examples is None else {"max_examples": max_examples}))
 
-    @chosen
+    @for_trajectories(max_examples)
+    @seeded(name, seed)
     @given(case=CASES[name])
     def property_(case: dict[str, Any]) -> None:
         run_case(name, case, stats=stats)

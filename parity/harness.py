@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
+import shlex
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import numpy_optim
 
 from . import tolerance
+from .profiles import for_trajectories, seeded
 from .registry import OPTIMIZERS, SCHEDULERS, torch_learning_rates
 from .strategies import DTYPES, GRADIENT_KINDS, HYPERPARAMETERS, PAIRED_KEYS, CaseSpec, case_specs, shapes
 from .trajectories import build_case, perturbed, run_numpy, run_torch
@@ -152,11 +156,14 @@ def check_budget(where: str, what: str, amount: int, limit: int) -> None:
         raise ValueError(f"{where}: {what} is {amount}, at most {limit}")
 
 
-def _check_hyperparameters(where: str, value: Any, pair: Any) -> None:
-    """Names the registry lists for the pair; values null, bools, finite numbers, pairs of
-    them (``PAIRED_KEYS``) or ``line_search_fn``'s one name. Their ranges are numpy_optim's
-    to check (:func:`parse_case` builds the optimizer)."""
-    for key, item in check_keys(where, value, (), pair.hyperparameters).items():
+def _check_hyperparameters(where: str, value: Any, names: tuple[str, ...] | None) -> None:
+    """Names the registry lists for the pair (``names``; None: a user pair, any names);
+    values null, bools, finite numbers, pairs of them (``PAIRED_KEYS``) or
+    ``line_search_fn``'s one name. Their ranges are the optimizer's to check
+    (:func:`parse_case` builds it)."""
+    if names is None and type(value) is dict:
+        names = tuple(value)
+    for key, item in check_keys(where, value, (), names or ()).items():
         at = f"{where}[{key!r}]"
         if key == "line_search_fn":
             if item is not None:
@@ -169,13 +176,55 @@ def _check_hyperparameters(where: str, value: Any, pair: Any) -> None:
                 check_number(at_j, x)
 
 
-def parse_case(text: str) -> CaseSpec:
+@dataclass(frozen=True)
+class PairSpec:
+    """What a case runs on: the two optimizers and :func:`run_case`'s options. A registry
+    pair's (:meth:`registry`), or a user's (:func:`check`'s arguments)."""
+
+    name: str
+    ours: Callable[..., Any]
+    theirs: type
+    buffers: tuple[str, ...] = ALL_BUFFERS
+    fused: bool = True
+    torch_has_step: bool = True
+    closure: bool = False
+    #: The hyperparameter names a case may hold (the registry's list); None: any.
+    hyperparameters: tuple[str, ...] | None = None
+
+    @classmethod
+    def registry(cls, name: str) -> PairSpec:
+        p = OPTIMIZERS[name]
+        return cls(p.name, p.ours, p.theirs, p.buffers, p.fused, p.torch_has_step, p.closure, p.hyperparameters)
+
+    @classmethod
+    def user(cls, name: str, ours: Callable[..., Any], theirs: type, *, buffers: tuple[str, ...] | None = None,
+             fused: bool | None = None, torch_has_step: bool | None = None, closure: bool | None = None) -> PairSpec:
+        """:func:`check`'s defaults for what is not given."""
+        if not callable(ours):
+            raise TypeError(f"ours must be a callable (an optimizer class or factory), got {_show(ours)}")
+        if not (isinstance(theirs, type) and issubclass(theirs, torch.optim.Optimizer)):
+            raise TypeError(f"theirs must be a torch.optim.Optimizer subclass, got {_show(theirs)}")
+        return cls(
+            name, ours, theirs, tuple(ALL_BUFFERS if buffers is None else buffers),
+            _supports_fused(theirs) if fused is None else bool(fused),
+            theirs not in (torch.optim.SGD, torch.optim.LBFGS) if torch_has_step is None else bool(torch_has_step),
+            takes_closure(theirs, name) if closure is None else bool(closure),
+        )
+
+    def options(self) -> dict[str, Any]:
+        """:func:`run_case`'s keyword options, as ``--options`` JSON takes them."""
+        return {"buffers": list(self.buffers), "fused": self.fused, "torch_has_step": self.torch_has_step,
+                "closure": self.closure}
+
+
+def parse_case(text: str, pair: PairSpec | None = None) -> CaseSpec:
     """A :class:`CaseSpec` from the JSON a failure message prints (``python -m parity --replay``),
-    every field checked first: ``pair`` a registry pair, ``dtype`` one of :data:`DTYPES`,
+    every field checked first: ``pair`` a registry pair (or, given ``pair``, a user pair's
+    name: any hyperparameter names), ``dtype`` one of :data:`DTYPES`,
     the hyperparameter names the registry lists for the pair (overrides too), the gradient
     kinds :data:`GRADIENT_KINDS`, a schedule the registry's, no unknown key; the counts and
     sizes within the bounds above, types as :func:`CaseSpec.to_json` writes them; then the
-    values by numpy_optim's own checks (the optimizer built on zeros of the case's shapes).
+    values by the optimizer's own checks (it is built on zeros of the case's shapes).
 
     Raises
     ------
@@ -185,7 +234,10 @@ def parse_case(text: str) -> CaseSpec:
     data = check_keys("case", load_json(text, "case"),
                       ("pair", "dtype", "hyperparameters", "overrides", "shapes", "gradient_kinds", "steps", "seed"),
                       ("closed_loop", "schedule", "init_scale", "extra"))
-    pair = OPTIMIZERS[check_name("case['pair']", data["pair"], OPTIMIZERS)]
+    if pair is None:
+        pair = PairSpec.registry(check_name("case['pair']", data["pair"], OPTIMIZERS))
+    elif type(data["pair"]) is not str:
+        raise TypeError(f"case['pair'] must be a name (a string), got {_show(data['pair'])} ({_kind(data['pair'])})")
     dtype = check_name("case['dtype']", data["dtype"], DTYPES)
     steps = check_int("case['steps']", data["steps"], 1, MAX_STEPS)
     check_int("case['seed']", data["seed"], 0, MAX_SEED)
@@ -196,10 +248,10 @@ def parse_case(text: str) -> CaseSpec:
     n = len(data["shapes"])
     for i, kind in enumerate(check_list("case['gradient_kinds']", data["gradient_kinds"], n, n)):
         check_name(f"case['gradient_kinds'][{i}]", kind, GRADIENT_KINDS)
-    _check_hyperparameters("case['hyperparameters']", data["hyperparameters"], pair)
+    _check_hyperparameters("case['hyperparameters']", data["hyperparameters"], pair.hyperparameters)
     overrides = check_list("case['overrides']", data["overrides"], n, n)
     for i, entry in enumerate(overrides):
-        _check_hyperparameters(f"case['overrides'][{i}]", entry, pair)
+        _check_hyperparameters(f"case['overrides'][{i}]", entry, pair.hyperparameters)
     schedule = data.get("schedule")
     if schedule is not None:
         check_keys("case['schedule']", schedule, ("name", "kwargs"))
@@ -215,12 +267,91 @@ def parse_case(text: str) -> CaseSpec:
     try:
         optimizer = pair.ours(entries, **spec.hyperparameters)
     except (TypeError, ValueError) as error:
-        raise type(error)(f"case['hyperparameters'] or case['overrides']: numpy_optim.{pair.ours.__name__} "
+        raise type(error)(f"case['hyperparameters'] or case['overrides']: {_qualified(pair.ours)} "
                           f"refuses them: {error}") from None
-    evaluations = optimizer.defaults["max_eval"] if pair.closure else 1
+    defaults = getattr(optimizer, "defaults", None)
+    evaluations = defaults.get("max_eval") or 1 if pair.closure and isinstance(defaults, dict) else 1
     check_budget("case", "steps x elements x closure evaluations per step", steps * elements * evaluations, MAX_WORK)
     return spec
 
+
+def _qualified(obj: Any) -> str:
+    """``numpy_optim.Adam`` for numpy_optim's classes, else the object's own name."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+    return f"numpy_optim.{name}" if str(getattr(obj, "__module__", "")).startswith("numpy_optim") else str(name)
+
+
+def resolve(path: Any, what: str) -> Any:
+    """The object a ``"module:name"`` path names (``torch.optim:SGD``, ``mypackage.optim:MySGD``);
+    imports the module. ValueError naming ``what`` if it does not resolve."""
+    if type(path) is not str or path.count(":") != 1:
+        raise ValueError(f"{what} must be 'module:name' (e.g. torch.optim:SGD), got {_show(path)}")
+    module, name = path.split(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"{what} = {path!r}: cannot import {module!r} ({error})") from None
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{what} = {path!r}: {module!r} has no attribute {name!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def importable_path(obj: Any) -> str | None:
+    """A ``"module:name"`` path that :func:`resolve` turns back into ``obj``: the shortest
+    public module that exports it (``torch.optim:SGD``, not ``torch.optim.sgd:SGD``). None for
+    objects of ``__main__`` (a script, a notebook) or of a function's locals."""
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or module == "__main__" or "<locals>" in name:
+        return None
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        path = f"{'.'.join(parts[:i])}:{name}"
+        try:
+            if resolve(path, "path") is obj:
+                return path
+        except ValueError:
+            continue
+    return None
+
+
+def parse_options(text: Any) -> dict[str, Any]:
+    """``--options`` JSON: any of ``buffers`` (a list of names), ``fused``, ``torch_has_step``, ``closure`` (bools)."""
+    options = check_keys("options", load_json(text, "options"), (), ("buffers", "fused", "torch_has_step", "closure"))
+    for key in ("fused", "torch_has_step", "closure"):
+        if key in options:
+            check_bool(f"options[{key!r}]", options[key])
+    if "buffers" in options:
+        for i, name in enumerate(check_list("options['buffers']", options["buffers"], 0, MAX_ITEMS)):
+            if type(name) is not str:
+                raise TypeError(f"options['buffers'][{i}] must be a string, got {_show(name)} ({_kind(name)})")
+        options["buffers"] = tuple(options["buffers"])
+    return options
+
+
+def replay(text: str, ours: Callable[..., Any] | None = None, theirs: type | None = None,
+           **options: Any) -> dict[str, list[tolerance.Comparison]]:
+    """Run one case again from its JSON (the ``reproduce:`` line of a failure); raise
+    :class:`ParityError` as the first run did.
+
+    Without ``ours`` the case's ``pair`` names a registry pair; with ``ours`` and ``theirs``
+    (an optimizer factory and a torch.optim class) it is a user pair, run with ``options``
+    (``buffers``, ``fused``, ``torch_has_step``, ``closure``: :func:`check`'s defaults for those not
+    given). The JSON is checked first (:func:`parse_case`: TypeError or ValueError).
+    """
+    if ours is None:
+        if theirs is not None or options:
+            raise TypeError("replay: theirs and options come with ours (a registry pair takes neither)")
+        pair = None
+    else:
+        if theirs is None:
+            raise TypeError("replay: a user pair needs theirs, the torch.optim class")
+        name = load_json(text, "case").get("pair") if text else None
+        pair = PairSpec.user(str(name), ours, theirs, **options)
+    spec = parse_case(text, pair)
+    pair = pair or PairSpec.registry(spec.pair)
+    return run_case(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
 
 class ParityError(AssertionError):
     """A numpy_optim trajectory left its tolerance bound against torch."""
@@ -232,11 +363,16 @@ class SideStats:
 
     cases: int = 0
     steps: int = 0                # optimizer steps run
-    judged: int = 0               # (array, step) comparisons judged against a bound
+    judged: int = 0               # (array, step) comparisons judged against a bound (schedules: lr values)
     unjudged: int = 0             # (array, step) comparisons skipped: torch's own paths disagree
-    worst_ratio: float = 0.0
+    worst_ratio: float = 0.0      # the largest error / bound, over every case
+    worst_case: dict[str, Any] = field(default_factory=dict)   # the case (and array) of worst_ratio
+    worst_case_error: float = 0.0  # that case's error and bound where the ratio peaked
+    worst_case_bound: float = 0.0
+    #: The largest absolute error judged, over every case (not the worst case's: an array of
+    #: values near 1e12 has large absolute errors well inside its bound). Bitwise rows: the
+    #: largest difference.
     worst_error: float = 0.0
-    worst_case: dict[str, Any] = field(default_factory=dict)
     # Bitwise rows (torch's schedulers, clipping, averaging): every compared value must
     # equal torch's to the last bit; ``compared`` values were checked, ``differing`` were not equal.
     bitwise: bool = False
@@ -263,6 +399,7 @@ class Stats:
             if c.worst_ratio > side.worst_ratio or not side.worst_case:
                 side.worst_ratio = max(side.worst_ratio, c.worst_ratio)
                 side.worst_case = {**spec, "array": c.name}
+                side.worst_case_error, side.worst_case_bound = c.ratio_error, c.ratio_bound
 
 
 def _describe_spec(spec: CaseSpec) -> str:
@@ -272,13 +409,24 @@ def _describe_spec(spec: CaseSpec) -> str:
             f"{spec.steps} steps; {loop}; init scale {spec.init_scale}{schedule}")
 
 
-def _reproduce(spec: CaseSpec, factory: Any, torch_class: type, name: str) -> str:
-    """A command replaying exactly this case: the CLI for registry pairs, else a Python call."""
-    pair = OPTIMIZERS.get(name)
-    if pair is not None and pair.ours is factory and pair.theirs is torch_class:
-        return f"python -m parity --replay '{spec.to_json()}'"
-    return (f"parity.run_case(parity.CaseSpec.from_json('{spec.to_json()}'), {getattr(factory, '__name__', factory)}, "
-            f"{torch_class.__module__}.{torch_class.__name__}, name={name!r})")
+def _reproduce(spec: CaseSpec, pair: PairSpec) -> str:
+    """A line that replays exactly this case, as printed: ``python -m parity --replay`` for a
+    registry pair run with the registry's options, or for a user pair whose optimizer a module
+    exports (``--ours``/``--theirs`` paths and ``--options``); else a Python call to run where
+    the optimizer is defined (a script's own class)."""
+    case = spec.to_json()
+    if pair.name in OPTIMIZERS and pair == PairSpec.registry(pair.name):
+        return f"python -m parity --replay {shlex.quote(case)}"
+    ours, theirs = importable_path(pair.ours), importable_path(pair.theirs)
+    options = json.dumps(pair.options(), sort_keys=True)
+    if ours is not None and theirs is not None:
+        return (f"python -m parity --replay {shlex.quote(case)} --ours {shlex.quote(ours)} "
+                f"--theirs {shlex.quote(theirs)} --options {shlex.quote(options)}")
+    ours_name = getattr(pair.ours, "__qualname__", None) or getattr(pair.ours, "__name__", repr(pair.ours))
+    theirs_name = theirs.replace(":", ".") if theirs is not None else pair.theirs.__qualname__
+    arguments = ", ".join(f"{k}={tuple(v) if k == 'buffers' else v!r}" for k, v in pair.options().items())
+    return (f"(in Python, where {ours_name} is defined) import parity, torch; "
+            f"parity.replay({case!r}, {ours_name}, {theirs_name}, {arguments})")
 
 
 def _failure_message(name: str, side: str, spec: CaseSpec, v: tolerance.Violation, reproduce: str) -> str:
@@ -393,7 +541,8 @@ def run_case(
     if spec.dtype == "float32":
         reference = run_torch(case, torch_class, "float64", buffers, has_step=torch_has_step, closure=closure)
     results: dict[str, list[tolerance.Comparison]] = {}
-    reproduce = _reproduce(spec, factory, torch_class, name)
+    reproduce = _reproduce(spec, PairSpec(name, factory, torch_class, tuple(buffers), fused, torch_has_step, closure,
+                                          OPTIMIZERS[name].hyperparameters if name in OPTIMIZERS else None))
     for side, theirs in sides.items():
         _compare_keys(name, side, spec, ours, theirs, reproduce)
         comparisons = []
@@ -445,6 +594,7 @@ def check(
     schedules: bool | None = None,
     stats: Stats | None = None,
     closure: bool | None = None,
+    seed: int | None = None,
 ) -> Stats:
     """Property-test an optimizer written to the numpy_optim interface against torch.
 
@@ -461,7 +611,12 @@ def check(
     fused : bool, optional
         Also compare with ``fused=True``; by default, whenever torch supports it.
     max_examples : int, optional
-        Overrides the loaded Hypothesis profile's number of cases.
+        Overrides the loaded Hypothesis profile's number of cases. The rest of the profile
+        applies (Hypothesis's default outside one), but for the deadline and the slow-data
+        health checks, which are off (:func:`parity.profiles.for_trajectories`).
+    seed : int, optional
+        Draw the cases from this seed (with ``name``: :func:`parity.profiles.pair_seed`); by
+        default the profile decides (derandomized, or fresh random draws).
     schedules : bool, optional
         Draw learning-rate schedules that change lr mid-run. They are applied with
         numpy_optim's schedulers, so by default only when ``optimizer_factory`` is a
@@ -480,7 +635,7 @@ def check(
     ------
     ParityError
         With the shrunk failing case: the pair, hyperparameters, dtype, step, array, index,
-        ours vs torch, the bound, and a ``python -m parity --replay`` command.
+        ours vs torch, the bound, and a line that replays the case (:func:`replay`).
     """
     name = str(name or getattr(optimizer_factory, "__name__", "optimizer"))
     if hyperparameters is None:
@@ -496,11 +651,11 @@ def check(
     if closure is None:
         closure = takes_closure(torch_optimizer_class, name)
     stats = stats if stats is not None else Stats()
-    chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
     cases = (closure_case_specs(name, hyperparameters, dtypes, max_steps) if closure
              else case_specs(name, hyperparameters, dtypes, max_steps, closed_loop, schedules))
 
-    @chosen
+    @for_trajectories(max_examples)
+    @seeded(name, seed)
     @given(spec=cases)
     def property_(spec: CaseSpec) -> None:
         run_case(spec, optimizer_factory, torch_optimizer_class, name=name, buffers=buffers, fused=fused,
@@ -517,20 +672,43 @@ def check_pair(pair: str, *, stats: Stats | None = None, **kwargs: Any) -> Stats
                  torch_has_step=p.torch_has_step, closure=p.closure, stats=stats, **kwargs)
 
 
-def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int | None = None) -> Stats:
+def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int | None = None,
+                    seed: int | None = None) -> Stats:
     """Property-test a registry scheduler pair: our ``get_lr(t)`` against torch's lr after t steps."""
     if pair not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler pair: {pair!r}; expected one of {sorted(SCHEDULERS)}")
     stats = stats if stats is not None else Stats()
-    chosen = settings() if max_examples is None else settings(settings(), max_examples=max_examples)
 
-    @chosen
+    @for_trajectories(max_examples)
+    @seeded(pair, seed)
     @given(kwargs=scheduler_kwargs(pair))
     def property_(kwargs: dict[str, Any]) -> None:
         compare_schedule(pair, kwargs, stats)
 
     property_()
     return stats
+
+
+def run_pair(name: str, profile: str, seed: int, max_examples: int | None) -> tuple[str, Any, float]:
+    """Run pair ``name`` (any kind) under ``profile`` with its own seed; return its name, its
+    Stats (failure included) and the seconds it took. A worker process's task."""
+    from . import functions, profiles, schedules
+
+    profiles.load(profile)
+    stats = Stats()
+    t0 = time.perf_counter()
+    try:
+        if name in OPTIMIZERS:
+            check_pair(name, stats=stats, seed=seed, max_examples=max_examples)
+        elif name in SCHEDULERS:
+            check_scheduler(name, stats=stats, seed=seed, max_examples=max_examples)
+        elif name in schedules.PAIRS:
+            schedules.check(name, stats=stats, seed=seed, max_examples=max_examples)
+        else:
+            functions.check(name, stats=stats, seed=seed, max_examples=max_examples)
+    except AssertionError as error:  # ParityError, or Hypothesis's report of one
+        stats.failures.append(f"{name}: {error}")
+    return name, stats, time.perf_counter() - t0
 
 
 def scheduler_kwargs(pair: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -591,13 +769,15 @@ def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = No
     check_schedule(pair, kwargs)
     ours = SCHEDULERS[pair].ours(**kwargs)
     horizon = SCHEDULERS[pair].horizon(ours)
-    worst_ratio, worst_error = 0.0, 0.0
+    worst_ratio, worst_error, at_worst = 0.0, 0.0, (0.0, 0.0)
     for t, theirs in enumerate(torch_learning_rates(pair, kwargs, horizon)):
         mine = ours.get_lr(t)
         bound = tolerance.schedule_bound(t, ours.reference_lr)
         error = abs(mine - theirs)
         worst_error = max(worst_error, error)
-        worst_ratio = max(worst_ratio, error / bound if bound else (math.inf if error else 0.0))
+        ratio = error / bound if bound else (math.inf if error else 0.0)
+        if ratio > worst_ratio:
+            worst_ratio, at_worst = ratio, (error, bound)
         if error > bound:
             raise ParityError(
                 f"Parity failure: {pair} vs torch: lr at step {t}: ours={mine!r}, torch={theirs!r}, "
@@ -608,7 +788,9 @@ def compare_schedule(pair: str, kwargs: dict[str, Any], stats: Stats | None = No
         side = stats.sides.setdefault((pair, "float64", "schedule"), SideStats())
         side.cases += 1
         side.steps += horizon + 1
+        side.judged += horizon + 1   # one learning rate per step, every one judged
         side.worst_error = max(side.worst_error, worst_error)
         if worst_ratio >= side.worst_ratio:
             side.worst_ratio, side.worst_case = worst_ratio, dict(kwargs)
+            side.worst_case_error, side.worst_case_bound = at_worst
     return worst_ratio

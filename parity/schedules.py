@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import numpy_optim
@@ -76,6 +76,7 @@ from .harness import (
     check_number,
     load_json,
 )
+from .profiles import for_trajectories, seeded
 
 # --------------------------------------------------------------------------------------
 # Menus: the callables a case names (the same objects run on both sides)
@@ -755,11 +756,13 @@ def _add(stats: Stats, name: str, result: SideStats) -> None:
     side.worst_error = max(side.worst_error, result.worst_error)
 
 
-def check(name: str, stats: Stats | None = None, max_examples: int | None = None) -> Stats:
+def check(name: str, stats: Stats | None = None, max_examples: int | None = None,
+          seed: int | None = None) -> Stats:
     """Property-test ``numpy_optim.lr_scheduler`` pair ``name`` (a :data:`PAIRS` key) against torch.
 
     Runs Hypothesis with the loaded profile's ``settings()`` (``max_examples`` overrides it;
-    no deadline) and records the row ``stats.sides[(name, "float64", "bitwise")]``.
+    no deadline: :func:`parity.profiles.for_trajectories`; ``seed``: :func:`parity.profiles.seeded`)
+    and records the row ``stats.sides[(name, "float64", "bitwise")]``.
 
     Raises
     ------
@@ -770,9 +773,9 @@ def check(name: str, stats: Stats | None = None, max_examples: int | None = None
         raise ValueError(f"Unknown lr_scheduler pair: {name!r}; expected one of {sorted(PAIRS)}")
     stats = stats if stats is not None else Stats()
     stats.sides.setdefault((name, "float64", "bitwise"), SideStats(bitwise=True))
-    chosen = settings(settings(), deadline=None, **({} if max_examples is None else {"max_examples": max_examples}))
 
-    @chosen
+    @for_trajectories(max_examples)
+    @seeded(name, seed)
     @given(case=PAIRS[name]())
     def property_(case: dict[str, Any]) -> None:
         run_case(name, case, stats=stats)

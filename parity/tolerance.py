@@ -92,9 +92,11 @@ class Comparison:
     name: str
     steps: int                  # steps judged
     unjudged: int               # steps not judged (torch's own paths disagree)
-    worst_error: float
+    worst_error: float          # max over judged steps of the error (any step)
     worst_ratio: float          # max over judged steps of error / bound (<= 1 passes)
     violation: Violation | None
+    ratio_error: float = 0.0    # the error at the step of the worst ratio
+    ratio_bound: float = 0.0    # and its bound
 
 
 def _running_max(values: np.ndarray) -> np.ndarray:
@@ -160,8 +162,11 @@ def _judge(name: str, ours: np.ndarray, theirs: np.ndarray, reference: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
     ratio = np.where(judged, ratio, 0.0)
+    at = int(np.argmax(ratio)) if ratio.size else 0
     return Comparison(name, int(judged.sum()), int((~judged).sum()),
-                      float(np.where(judged, error, 0.0).max(initial=0.0)), float(ratio.max(initial=0.0)), violation)
+                      float(np.where(judged, error, 0.0).max(initial=0.0)), float(ratio.max(initial=0.0)), violation,
+                      float(error[at]) if ratio.size and judged[at] else 0.0,
+                      float(bound[at]) if ratio.size and judged[at] else 0.0)
 
 
 def _judged(spread: np.ndarray | None, dtype: str, steps: np.ndarray, scale: np.ndarray) -> np.ndarray:

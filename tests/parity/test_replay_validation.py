@@ -494,8 +494,7 @@ def _schedule_message(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _optimizer_message() -> str:
     spec = CaseSpec.from_json(json.dumps(ADAM))
-    p = OPTIMIZERS[spec.pair]
-    return f"reproduce: {harness._reproduce(spec, p.ours, p.theirs, p.name)}"
+    return f"reproduce: {harness._reproduce(spec, harness.PairSpec.registry(spec.pair))}"
 
 
 def _function_message() -> str:
