@@ -1,9 +1,13 @@
 r"""The README's figures: optimizer paths, loss curves, schedules, Adam + L2 vs AdamW, parity.
 
 Run ``python -m numpy_optim.demo --out docs/figures`` (``nox -s demo``; ``--parity-json PATH``
-picks the parity report, ``--only FILE ...`` some figures). matplotlib is an
-optional extra (``numpy_optim[demo]``) and is imported only inside the plotting
-functions, with the Agg backend; torch, when installed, only overlays the schedules.
+picks the parity report, by default ``reports/parity.json`` if present, else the committed
+``docs/results/parity.json``; ``--only FILE ...`` some figures). matplotlib is an optional
+extra (``numpy_optim[demo]``) and is imported only inside the plotting functions, with the
+Agg backend (without it the command says what to install and exits with status 2); torch,
+when installed, only overlays the schedules. ``import numpy_optim`` does not import this
+module. The figures hold nothing that changes from run to run (no times, no dates, no
+software version in the PNG): rendering again gives the same bytes.
 
 Each figure has two halves: a function that measures (``rosenbrock_paths``,
 ``ill_conditioned_paths``, ``loss_curves``, ``rest_of_torch_optim``, ``schedule_curves``,
@@ -21,6 +25,7 @@ import argparse
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +82,9 @@ NAMES = {
 }
 
 MakeOptimizer = Callable[[list[dict[str, Any]]], Optimizer]
+
+#: What ``python -m numpy_optim.demo`` says (on stderr, exit status 2) when matplotlib does not import.
+MISSING_MATPLOTLIB = 'numpy_optim.demo needs matplotlib (the demo extra): pip install "numpy_optim[demo]"'
 
 
 @dataclass(frozen=True)
@@ -511,6 +519,16 @@ def weight_distribution() -> dict[str, Any]:
     return out
 
 
+#: Where the parity figure looks for the report, in order: the latest ``nox -s parity`` run's
+#: output, then the copy committed with the figures.
+PARITY_JSONS = (Path("reports/parity.json"), Path("docs/results/parity.json"))
+
+
+def find_parity_json(paths: Sequence[Path | str] = PARITY_JSONS) -> Path | None:
+    """The first of ``paths`` that is a file, or None."""
+    return next((Path(path) for path in paths if Path(path).is_file()), None)
+
+
 def load_parity(path: Path | str) -> dict[str, Any] | None:
     """The parity report written by ``python -m parity`` (its rows), or None if ``path`` does not exist."""
     path = Path(path)
@@ -530,7 +548,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as error:
-        raise ImportError("the figures need matplotlib: pip install 'numpy_optim[demo]'") from error
+        raise ImportError(MISSING_MATPLOTLIB) from error
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -917,8 +935,8 @@ def plot_parity(report: dict[str, Any]) -> Figure:
     ax.set_xlabel("worst error / bound (log scale; ≤ 1 passes)")
     status = "passed" if report.get("passed") else f"FAILED ({len(report.get('failures', []))} pair(s))"
     versions = report.get("versions", {})
-    title = (f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}, "
-             f"{report.get('seconds', '?')} s): {status}")
+    # (not the run's time: the figure must not change when nothing but the time does)
+    title = f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}): {status}"
     if bitwise:
         title += (f"\n{len(bitwise)} bitwise rows (schedulers, clipping, averaging): "
                   f"{sum(r['differing'] for r in bitwise)} of {sum(r['compared'] for r in bitwise)} values differ")
@@ -936,22 +954,28 @@ def plot_parity(report: dict[str, Any]) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG at ``DPI`` (exact size: no tight bounding box) and close it."""
+    """Write ``fig`` as a PNG at ``DPI`` (exact size: no tight bounding box) and close it.
+
+    The PNG carries no "Software" text (matplotlib's version): the bytes depend on the
+    figure alone, so an unchanged figure rendered again is byte for byte the same file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
     _pyplot().close(fig)
     return path
 
 
 def build_figures(
-    parity_json: Path | str | None = "reports/parity.json",
+    parity_json: Path | str | Sequence[Path | str] | None = PARITY_JSONS,
     with_torch: bool = True,
     only: Sequence[str] | None = None,
 ) -> dict[str, Figure]:
     """Measure and draw the figures: ``{file name: Figure}``, in the order of ``FIGURES``.
 
-    ``only`` restricts the set to some file names (all by default). The parity figure is
-    left out, with a printed note, when ``parity_json`` is None or does not exist. The
+    ``only`` restricts the set to some file names (all by default). ``parity_json`` is the
+    parity report, or a sequence of paths of which the first that exists is read (by
+    default :data:`PARITY_JSONS`). The parity figure is left out, with a printed note, when
+    ``parity_json`` is None or no report exists. The
     Rosenbrock runs are measured once and feed the paths, the loss curves and (when measured
     already) Adam's line in ``rest_of_torch_optim.png``.
     """
@@ -977,9 +1001,16 @@ def build_figures(
     }
     figures = {name: builders[name]() for name in FIGURES if name in wanted and name in builders}
     if "parity.png" in wanted:
-        report = None if parity_json is None else load_parity(parity_json)
+        candidates: list[Path | str] = []
+        if isinstance(parity_json, (str, Path)):
+            candidates = [parity_json]
+        elif parity_json is not None:
+            candidates = list(parity_json)
+        found = find_parity_json(candidates)
+        report = None if found is None else load_parity(found)
         if report is None:
-            print(f"note: no parity report at {parity_json}; skipping parity.png (run `nox -s parity` first)")
+            tried = " or ".join(map(str, candidates)) or "None"
+            print(f"note: no parity report at {tried}; skipping parity.png (run `nox -s parity` first)")
         else:
             figures["parity.png"] = plot_parity(report)
     return figures
@@ -987,7 +1018,7 @@ def build_figures(
 
 def render_all(
     out: Path | str,
-    parity_json: Path | str | None = "reports/parity.json",
+    parity_json: Path | str | Sequence[Path | str] | None = PARITY_JSONS,
     with_torch: bool = True,
     only: Sequence[str] | None = None,
 ) -> list[Path]:
@@ -999,13 +1030,19 @@ def render_all(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numpy_optim.demo", description="Render the README's figures.")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="output folder (default docs/figures)")
-    parser.add_argument("--parity-json", type=Path, default=Path("reports/parity.json"),
-                        help="parity report to plot (default reports/parity.json; skipped if absent)")
+    parser.add_argument("--parity-json", type=Path, default=None,
+                        help="parity report to plot (default: reports/parity.json if present, else "
+                             "docs/results/parity.json; the figure is skipped if there is none)")
     parser.add_argument("--no-torch", action="store_true", help="do not overlay torch's schedules")
     parser.add_argument("--only", nargs="+", choices=list(FIGURES), metavar="FILE",
                         help=f"render only these figures (of {', '.join(FIGURES)})")
     args = parser.parse_args(argv)
-    for path in render_all(args.out, args.parity_json, with_torch=not args.no_torch, only=args.only):
+    try:
+        import matplotlib  # noqa: F401  (before the minutes of measuring, not after)
+    except ImportError as error:
+        print(f"{MISSING_MATPLOTLIB}\n({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+    for path in render_all(args.out, args.parity_json or PARITY_JSONS, with_torch=not args.no_torch, only=args.only):
         print(f"wrote {path}")
     return 0
 

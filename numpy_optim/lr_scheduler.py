@@ -77,13 +77,14 @@ function).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial, wraps
 from typing import Any
 from weakref import ref
@@ -322,12 +323,59 @@ def _attributes(fn: Any) -> dict[str, Any] | None:
     return None if fn is None or isinstance(fn, types.FunctionType) else _plain(dict(getattr(fn, "__dict__", {})))
 
 
+def _shown(value: Any) -> str:
+    """``value`` as a scheduler's repr shows it: an optimizer by its class name, a function
+    (or any callable with a name) by its name, an array by its shape and dtype, a NumPy
+    scalar as the Python number, a list or tuple of more than 4 items cut short, and an
+    iterator, a callable without a name or an object with no repr of its own (one with an
+    address) as ``<its class object>``; anything else by its repr."""
+    if isinstance(value, Optimizer):
+        return type(value).__name__
+    if isinstance(value, np.ndarray):
+        return f"<ndarray {value.shape} {value.dtype}>"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        items = [_shown(item) for item in value[:4]] + ([f"... {len(value)} items"] if len(value) > 4 else [])
+        if isinstance(value, list):
+            return f"[{', '.join(items)}]"
+        return f"({', '.join(items)}{',' if len(value) == 1 else ''})"
+    name = getattr(value, "__name__", None) if callable(value) else None
+    if isinstance(name, str):
+        return name
+    if callable(value) or isinstance(value, Iterator) or type(value).__repr__ is object.__repr__:
+        return f"<{type(value).__name__} object>"
+    return repr(value)
+
+
+class _RecordsArguments:
+    """Records the constructor's arguments (as :func:`_shown` shows them, all but
+    ``last_epoch``) in ``_arguments``, for :meth:`LRScheduler.__repr__`. It is done in
+    ``__new__``, which sees the arguments of every subclass's ``__init__``; ``_arguments``
+    is no part of the state dicts. (A base class of its own: ``inspect.signature`` of the
+    schedulers still finds their ``__init__``.)"""
+
+    _arguments: list[tuple[str, str]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        except TypeError:  # refused by __init__ in a moment; or copy / pickle re-creating it
+            self._arguments = []
+        else:
+            bound.apply_defaults()
+            self._arguments = [(name, _shown(value)) for name, value in list(bound.arguments.items())[1:]
+                               if name != "last_epoch"]
+        return self
+
+
 # --------------------------------------------------------------------------------------
 # The base class
 # --------------------------------------------------------------------------------------
 
 
-class LRScheduler:
+class LRScheduler(_RecordsArguments):
     r"""Base class of torch's schedulers: construction performs the initial step.
 
     A subclass implements :meth:`get_lr`, the learning rate of every entry at
@@ -395,9 +443,11 @@ class LRScheduler:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"class": the class name, attribute: value, ...}``: every attribute but the
-        optimizer, as torch's, plain values only (copies), and the class name."""
+        optimizer (and the repr's record of the arguments), as torch's, plain values only
+        (copies), and the class name."""
         state = {"class": type(self).__name__}
-        state.update((key, _plain(value)) for key, value in self.__dict__.items() if key not in self._config)
+        state.update((key, _plain(value)) for key, value in self.__dict__.items()
+                     if key not in self._config and key != "_arguments")
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -442,6 +492,29 @@ class LRScheduler:
                 f"{type(self).__name__}: params has {entries} entries but the scheduler knows {known}; add entries "
                 f"with optimizer.add_param_group(...) (an entry appended to param_groups directly is not scheduled)"
             )
+
+    # ----- repr -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        """One line: the class, the constructor's arguments as they were given (defaults
+        filled in; the optimizer by its class name, functions by name, no arrays), then where
+        the schedule is (:meth:`_repr_state`)::
+
+            StepLR(optimizer=SGD, step_size=3, gamma=0.1; last_epoch 0, last_lr [0.1])
+        """
+        arguments = ", ".join(f"{name}={text}" for name, text in self._repr_arguments())
+        return f"{type(self).__name__}({arguments}; {', '.join(self._repr_state())})"
+
+    def _repr_arguments(self) -> list[tuple[str, str]]:
+        """The constructor's arguments, ``(name, text)``, as :meth:`__repr__` shows them."""
+        return getattr(self, "_arguments", [])
+
+    def _repr_state(self) -> list[str]:
+        """Where the schedule is: ``last_epoch`` and ``last_lr`` (those it has)."""
+        state = [f"last_epoch {self.last_epoch!r}"] if hasattr(self, "last_epoch") else []
+        if hasattr(self, "_last_lr"):
+            state.append(f"last_lr {_shown(self._last_lr)}")
+        return state
 
     # ----- the schedule -----------------------------------------------------------------
 
@@ -1072,6 +1145,11 @@ class _Composite(LRScheduler):
         lr = _own_lr(self.optimizer, entry, len(self.optimizer.param_groups) - 1)
         self._last_lr = [*self._last_lr, lr]
 
+    def _repr_arguments(self) -> list[tuple[str, str]]:
+        """The members as they are now (their own reprs, every one), not as they were built."""
+        members = f"[{', '.join(map(repr, getattr(self, '_schedulers', [])))}]"
+        return [(name, members if name == "schedulers" else text) for name, text in super()._repr_arguments()]
+
 
 class SequentialLR(_Composite):
     r"""Run ``schedulers[i]`` between ``milestones[i-1]`` and ``milestones[i]``.
@@ -1289,6 +1367,14 @@ class ReduceLROnPlateau(LRScheduler):
             new_lr = max(old_lr * self.factor, self.min_lrs[i])
             if old_lr - new_lr > self.eps:
                 param_group["lr"] = new_lr
+
+    def _repr_state(self) -> list[str]:
+        """``last_epoch``, ``last_lr``, the best metric, the bad epochs and cooldown steps counted."""
+        state = super()._repr_state()
+        if hasattr(self, "best"):
+            state += [f"best {_shown(self.best)}", f"num_bad_epochs {self.num_bad_epochs}",
+                      f"cooldown_counter {self.cooldown_counter}"]
+        return state
 
     @property
     def in_cooldown(self) -> bool:

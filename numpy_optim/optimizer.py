@@ -359,6 +359,36 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.RLock())
 
+    def __repr__(self) -> str:
+        """One line: the class, the optimizer-wide hyperparameters (:attr:`defaults`), the
+        number of entries (and of those with hyperparameters of their own) and the step count::
+
+            Adam(lr=0.001, betas=(0.9, 0.999), ...; 3 entries (1 with overrides), step 0)
+
+        Arrays are never printed (an array put into ``defaults`` shows as its shape and dtype).
+        """
+
+        def shown(value: Any) -> str:
+            if isinstance(value, np.ndarray):
+                return f"<ndarray {value.shape} {value.dtype}>"
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, tuple):
+                return f"({', '.join(map(shown, value))}{',' if len(value) == 1 else ''})"
+            if isinstance(value, list):
+                return f"[{', '.join(map(shown, value))}]"
+            return repr(value)
+
+        defaults = getattr(self, "defaults", {})  # (getattr: a repr while __init__ fails)
+        entries = getattr(self, "param_groups", [])
+        hyper = ", ".join(f"{name}={shown(value)}" for name, value in defaults.items())
+        count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
+        overriding = sum(isinstance(e, dict) and any(k not in _NOT_HYPERPARAMETERS for k in e) for e in entries)
+        if overriding:
+            count += f" ({overriding} with overrides)"
+        step = getattr(self, "state", {}).get("step")
+        return f"{type(self).__name__}({hyper}; {count}, step {step})"
+
     @contextlib.contextmanager
     def _exclusive(self, call: str, hold_sigint: bool = True) -> Iterator[None]:
         """Run ``call`` (step, load_state_dict...) alone: a second thread entering any of them

@@ -24,6 +24,7 @@ Choices where the specification is silent:
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any
@@ -47,6 +48,18 @@ class LRScheduler:
 
     #: The schedule's peak (or starting) rate; entries with their own lr scale by get_lr / this.
     reference_lr: float = 1.0
+
+    def __repr__(self) -> str:
+        """The constructor call, its arguments read from the attributes of the same names
+        (a schedule is a pure function of the step: it has no position to show).
+
+        >>> CosineScheduler(max_lr=0.1, min_lr=0.0, total_steps=100)
+        CosineScheduler(max_lr=0.1, min_lr=0.0, total_steps=100)
+        """
+        names = [p.name for p in inspect.signature(type(self).__init__).parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+        arguments = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if hasattr(self, name))
+        return f"{type(self).__name__}({arguments})"
 
     def get_lr(self, step: int) -> float:
         """The learning rate for step ``step`` (0-based, ``step >= 0``)."""

@@ -84,6 +84,7 @@ from .lr_scheduler import (
     _integer,
     _refuse_new_entry,
     _scalar,
+    _shown,
     _warn_get_lr_called_within_step,
 )
 from .optimizer import Optimizer
@@ -363,6 +364,15 @@ class AveragedModel:
         self.n_averaged = 0
         self.avg_fn = avg_fn
         self.multi_avg_fn = multi_avg_fn
+
+    def __repr__(self) -> str:
+        """The functions by name, the number of arrays and ``n_averaged``::
+
+            AveragedModel(avg_fn=None, multi_avg_fn=None; 2 arrays, n_averaged 0)
+        """
+        count = f"{len(self.params)} {'array' if len(self.params) == 1 else 'arrays'}"
+        return (f"{type(self).__name__}(avg_fn={_shown(self.avg_fn)}, multi_avg_fn={_shown(self.multi_avg_fn)}; "
+                f"{count}, n_averaged {self.n_averaged})")
 
     def _check_model(self, model: Any) -> list[np.ndarray]:
         arrays = _model_arrays(model, "model")

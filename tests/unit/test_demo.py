@@ -8,9 +8,11 @@ tests/unit/test_convergence.py, through numpy_optim.problems.run_optimizer.
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -105,6 +107,24 @@ def test_import_numpy_optim_imports_neither_matplotlib_nor_torch():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_import_numpy_optim_does_not_import_the_demo():
+    code = "import numpy_optim, sys; print(sorted(m for m in sys.modules if m.startswith('numpy_optim.demo')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_cli_without_matplotlib_says_what_to_install_and_exits_with_2(tmp_path):
+    # None in sys.modules makes `import matplotlib` raise ImportError, as if it were not installed.
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.argv = ['demo', '--out', sys.argv[1]]; import runpy; "
+            "runpy.run_module('numpy_optim.demo', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "figs")], capture_output=True, text=True)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert 'pip install "numpy_optim[demo]"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "figs").exists(), "nothing is written (nor measured) without matplotlib"
+
+
 def test_every_figure_is_a_png_of_its_declared_size(figures, tmp_path):
     assert list(figures) == list(demo.FIGURES), "a figure is missing (or the parity report was not read)"
     for name, fig in figures.items():
@@ -142,6 +162,75 @@ def test_cli_renders_the_chosen_figures_and_notes_a_missing_parity_report(tmp_pa
     assert f"no parity report at {missing}" in result.stdout
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["schedules.png"]
     assert png_size(tmp_path / "figs" / "schedules.png") == (960, 480)
+
+
+def png_chunks(data):
+    """[(type, payload)] of a PNG file's bytes."""
+    assert data[:8] == PNG_SIGNATURE
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        chunks.append((data[at + 4:at + 8], data[at + 8:at + 8 + length]))
+        at += 12 + length
+    return chunks
+
+
+def test_a_figure_rendered_twice_is_the_same_file_and_holds_no_run_time(tmp_path):
+    # Two reports of runs that differ in nothing but their duration: the same bytes, written twice.
+    slower = {**PARITY_REPORT, "seconds": 1467.9}
+    first = demo.save(demo.plot_parity(PARITY_REPORT), tmp_path / "first.png").read_bytes()
+    second = demo.save(demo.plot_parity(slower), tmp_path / "second.png").read_bytes()
+    assert first == second
+    # No text chunk (matplotlib writes "Software: Matplotlib version ..." unless told not to).
+    kinds = [kind for kind, _ in png_chunks(first)]
+    assert not {b"tEXt", b"zTXt", b"iTXt", b"tIME"} & set(kinds), kinds
+    fig = demo.plot_parity(slower)
+    assert "1467.9" not in fig.axes[0].get_title() and " s)" not in fig.axes[0].get_title()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_cli_rerun_writes_byte_identical_pngs(tmp_path, parity_json):
+    # As `nox -s demo` run twice: separate processes (with different hash seeds, so no set or dict
+    # order that depends on them can leak into a figure).
+    outputs = []
+    for seed in ("0", "12345"):
+        out = tmp_path / f"run{seed}"
+        result = subprocess.run(
+            [sys.executable, "-m", "numpy_optim.demo", "--out", str(out), "--parity-json", str(parity_json),
+             "--only", "parity.png", "schedules.png", "--no-torch"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert sorted(outputs[0]) == ["parity.png", "schedules.png"]
+    assert outputs[0] == outputs[1]
+
+
+def test_parity_report_is_read_from_reports_else_from_docs_results(tmp_path, monkeypatch, capsys):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    assert demo.PARITY_JSONS == (Path("reports/parity.json"), Path("docs/results/parity.json"))
+
+    def title():
+        figures = demo.build_figures(only=["parity.png"])
+        assert list(figures) == ["parity.png"]
+        text = figures["parity.png"].axes[0].get_title()
+        plt.close(figures["parity.png"])
+        return text
+
+    assert demo.build_figures(only=["parity.png"]) == {}
+    assert "no parity report at reports/parity.json or docs/results/parity.json" in capsys.readouterr().out
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "parity.json").write_text(json.dumps({**PARITY_REPORT, "profile": "committed"}))
+    assert "(profile committed)" in title()
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "parity.json").write_text(json.dumps({**PARITY_REPORT, "profile": "latest"}))
+    assert "(profile latest)" in title()
+    # an explicit path is the only one tried
+    assert demo.build_figures(parity_json=tmp_path / "absent.json", only=["parity.png"]) == {}
 
 
 # ----- the numbers in the figures ------------------------------------------------------
