@@ -49,6 +49,9 @@ class CaseSpec:
 
     @classmethod
     def from_json(cls, text: str) -> CaseSpec:
+        """The case :meth:`to_json` wrote, unchecked: for JSON from elsewhere (a replay line,
+        a hand edit) use :func:`parity.harness.parse_case` or :func:`parity.replay`, which
+        check every field first and call this."""
         data = json.loads(text)
         data["shapes"] = [tuple(s) for s in data["shapes"]]
         for hyper in (data["hyperparameters"], *data["overrides"]):
