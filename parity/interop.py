@@ -1,5 +1,9 @@
 """Optimizer state between torch.optim and numpy_optim: start a run on one side, resume it on the other.
 
+(And a torch model's parameters as numpy_optim entries: :func:`entries_from_module`, whose
+entries share the parameters' and gradients' memory, and :func:`check_entries`, which
+checks that they still do.)
+
 torch's ``optimizer.state_dict()`` (every registry pair but LBFGS, whose state is one flat
 history: see :func:`lbfgs_torch_to_numpy`)::
 
@@ -538,3 +542,163 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         if buffers:
             state[i] = buffers
     return {"state": state, "param_groups": new_groups}
+
+
+# ----- a torch.nn.Module's parameters as numpy_optim entries ---------------------------
+
+
+def _trainable(module: Any) -> list[tuple[str, torch.nn.Parameter]]:
+    """``module``'s parameters with ``requires_grad``, named, in ``module.parameters()`` order."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+
+
+def _shares(array: Any, tensor: torch.Tensor) -> bool:
+    """Whether ``array`` is a view of exactly ``tensor``'s memory (address, shape, strides, dtype)."""
+    dtype = _NUMPY_DTYPES.get(tensor.dtype)
+    if dtype is None or not isinstance(array, np.ndarray):  # (np.dtype("float64") == None holds: test None first)
+        return False
+    if array.dtype != dtype or array.shape != tuple(tensor.shape):
+        return False
+    if array.size == 0:  # no element to share (torch may keep no address for it)
+        return True
+    strides = tuple(s * tensor.element_size() for s in tensor.stride())
+    return array.__array_interface__["data"][0] == tensor.data_ptr() and array.strides == strides
+
+
+def entries_from_module(module: torch.nn.Module) -> list[dict[str, np.ndarray]]:
+    """numpy_optim entries over ``module``'s trainable parameters, sharing their memory.
+
+    One entry per parameter with ``requires_grad``, in ``module.parameters()`` order:
+    ``{"params": array, "grad": array}``, where ``params`` is a NumPy view of the
+    parameter's data and ``grad`` one of ``param.grad``. A parameter whose ``grad`` is None
+    gets a zero gradient tensor first (``param.grad = torch.zeros_like(param)``); an
+    existing ``grad`` is kept, values and all. So ``loss.backward()`` accumulates into the
+    arrays numpy_optim reads, and a numpy_optim step updates the module's parameters in
+    place::
+
+        entries = entries_from_module(model)
+        optimizer = numpy_optim.SGD(entries, lr=0.1)
+        optimizer.zero_grad()            # in place, never None
+        loss_fn(model(x), y).backward()  # torch accumulates into entries[i]["grad"]
+        optimizer.step()                 # writes model's parameters
+
+    **Zeroing gradients: never to None.** torch's ``optimizer.zero_grad()`` and
+    ``module.zero_grad()`` default to ``set_to_none=True``: they set every ``param.grad`` to
+    None, and the next ``backward()`` allocates a *new* gradient tensor, which the entry's
+    ``grad`` array does not see; numpy_optim would silently keep stepping with the old
+    gradient. ``backward(create_graph=True)`` and assigning ``param.grad = ...`` replace the
+    tensor too, and ``module.to(...)``, ``module.double()`` & co. replace the parameters'
+    data. Zero the gradients in place instead, with numpy_optim's ``optimizer.zero_grad()``
+    (or ``entry["grad"][...] = 0``) or ``module.zero_grad(set_to_none=False)``, and call
+    :func:`check_entries` (a few microseconds a parameter) before a step to catch the
+    mistake: it raises ValueError when an entry no longer shares memory with its
+    parameter or gradient. Run a step after ``backward()``, as in torch: numpy_optim's writes
+    bypass autograd's version counters, so a step between the forward pass and its
+    backward pass would go unnoticed by torch (its own optimizer's step raises there).
+
+    Tied parameters (one ``Parameter`` used by two layers) get one entry, as
+    ``module.parameters()`` lists them once: both uses accumulate into its one gradient, as
+    in torch. Distinct parameters whose memory overlaps are refused by the numpy_optim
+    optimizer (its entries may not share memory). Frozen parameters (``requires_grad=False``)
+    get no entry and keep no gradient. Every entry has a gradient (numpy_optim's contract):
+    a parameter that a forward pass leaves unused gets a zero gradient and still moves under
+    momentum or weight decay, as in torch with ``zero_grad(set_to_none=False)``, whereas
+    torch's default (``None`` gradients) skips it.
+
+    There are no per-entry hyperparameters here: the optimizer's keyword arguments apply to
+    every entry, and an entry's own (torch's parameter groups) go into that entry, e.g. by
+    name: ``names = [n for n, p in model.named_parameters() if p.requires_grad]``, then
+    ``entry["weight_decay"] = 0.0`` for the entries whose name ends in ``"bias"``.
+
+    Raises
+    ------
+    TypeError
+        ``module`` is not a ``torch.nn.Module``, or a parameter's dtype is not float16,
+        float32 or float64 (NumPy has no bfloat16; numpy_optim takes real floats only).
+    ValueError
+        A trainable parameter (named, with its index) is not on the CPU, not a dense
+        contiguous tensor, not yet initialized (a lazy module before its first forward pass),
+        or has a ``grad`` that is not a dense contiguous CPU tensor; or the module has no
+        trainable parameter at all (as ``torch.optim`` refuses an empty parameter list:
+        the loop would train nothing). Nothing is changed (no ``grad`` is allocated) then.
+    """
+    trainable = _trainable(module)
+    for i, (name, param) in enumerate(trainable):
+        where = f"module parameter {name!r} (params[{i}])"
+        if torch.nn.parameter.is_lazy(param):
+            raise ValueError(f"{where} is not initialized yet (a lazy module): run a forward pass first")
+        if param.dtype not in _NUMPY_DTYPES:
+            raise TypeError(f"{where} has dtype {param.dtype}; numpy_optim takes float16, float32 and float64 "
+                            f"only (NumPy has no bfloat16, numpy_optim no complex): convert the module first, e.g. "
+                            f"module.float()")
+        for what, tensor in (("", param), (".grad", param.grad)):
+            if tensor is None:
+                continue
+            if tensor.device.type != "cpu":
+                raise ValueError(f"{where}{what} is on device {tensor.device}; NumPy views CPU tensors only "
+                                 f"(module.cpu() first)")
+            if tensor.layout != torch.strided:
+                raise ValueError(f"{where}{what} has layout {tensor.layout}; numpy_optim takes dense tensors only")
+            if not tensor.is_contiguous():
+                fix = "param.data = param.data.contiguous()" if not what else "param.grad = None"
+                raise ValueError(f"{where}{what} is not contiguous (shape {tuple(tensor.shape)}, strides "
+                                 f"{tensor.stride()}); make it so first ({fix})")
+    if not trainable:
+        raise ValueError(f"module ({type(module).__name__}) has no parameter with requires_grad=True: nothing to "
+                         "optimize (torch.optim refuses an empty parameter list too)")
+    for _, param in trainable:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param, memory_format=torch.contiguous_format)
+    return [{"params": param.detach().numpy(), "grad": param.grad.detach().numpy()} for _, param in trainable]
+
+
+def check_entries(module: torch.nn.Module, entries: Any) -> None:
+    """Check that ``entries`` (from :func:`entries_from_module`, or the optimizer's
+    ``param_groups``) still share memory with ``module``'s parameters and gradients.
+
+    Call it between ``backward()`` and ``optimizer.step()`` to catch gradients that torch no
+    longer writes where numpy_optim reads (see :func:`entries_from_module`).
+
+    Raises
+    ------
+    TypeError
+        ``module`` is not a ``torch.nn.Module``, or ``entries`` is not a list of dicts.
+    ValueError
+        The module's trainable parameters are not the entries' in count; a parameter's
+        ``grad`` is None (``zero_grad()`` with torch's default ``set_to_none=True``); or an
+        entry's ``params`` or ``grad`` is not a view of its parameter's data or gradient (a
+        new gradient tensor: set to None and recomputed by ``backward()``, made by
+        ``backward(create_graph=True)``, or assigned; new parameter data: ``module.to()``,
+        ``module.double()``, ``load_state_dict(assign=True)``, ``param.data = ...``).
+    """
+    trainable = _trainable(module)
+    if not isinstance(entries, (list, tuple)) or not all(isinstance(entry, dict) for entry in entries):
+        raise TypeError(f"entries must be a list of dicts {{'params': ndarray, 'grad': ndarray}}, "
+                        f"got {type(entries).__name__}")
+    if len(entries) != len(trainable):
+        raise ValueError(f"module has {len(trainable)} parameters with requires_grad=True but entries has "
+                         f"{len(entries)}: parameters were added or (un)frozen since entries_from_module")
+    rebuild = "build the entries again (entries_from_module) and a new optimizer, loading the old one's state_dict()"
+    for i, ((name, param), entry) in enumerate(zip(trainable, entries)):
+        where = f"module parameter {name!r} (params[{i}])"
+        if param.grad is None:
+            raise ValueError(
+                f"{where} has grad None (zero_grad() with torch's default set_to_none=True?): the next backward() "
+                f"makes a new gradient tensor that entries[{i}]['grad'] does not see. Zero gradients in place: "
+                f"numpy_optim's optimizer.zero_grad() or module.zero_grad(set_to_none=False)"
+            )
+        if not _shares(entry.get("params"), param):
+            raise ValueError(f"entries[{i}]['params'] no longer shares memory with {where}: its data was "
+                             f"replaced (module.to(), module.double(), load_state_dict(assign=True), "
+                             f"param.data = ...); {rebuild}")
+        if not _shares(entry.get("grad"), param.grad):
+            raise ValueError(
+                f"entries[{i}]['grad'] no longer shares memory with {where}.grad: torch made a new gradient "
+                f"tensor (grad set to None by zero_grad() with set_to_none=True, then backward(); "
+                f"backward(create_graph=True); or param.grad = ...), so numpy_optim would step with a stale "
+                f"gradient. Zero gradients in place (numpy_optim's optimizer.zero_grad() or "
+                f"module.zero_grad(set_to_none=False)); to recover, copy this gradient into the entry's array "
+                f"and set param.grad = torch.from_numpy(entries[{i}]['grad'])"
+            )
