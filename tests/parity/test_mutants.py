@@ -285,9 +285,9 @@ def assert_names_the_case(message: str, name: str) -> CaseSpec:
     assert re.search(where, message, re.M), message
     assert re.search(r"^  error \S+ > bound \S+", message, re.M), message
     assert "hyperparameters {" in message, message
-    replay = re.search(
-        r"^  reproduce: (?:python -m parity --replay '(.+)'"
-        r"|parity\.run_case\(parity\.CaseSpec\.from_json\('(.+?)'\), )",
+    replay = re.search(  # the CLI (a registry pair, or --ours for a module's class), or parity.replay
+        r"^  reproduce: (?:python -m parity --replay '(.+?)'(?: --ours .*)?$"
+        r"|\(in Python, where \w+ is defined\) import parity, torch; parity\.replay\('(.+?)', )",
         message, re.M,
     )
     assert replay is not None, message
