@@ -9,7 +9,8 @@ new temporary directory. numba looks for a user-provided cache directory before 
 other place (``__pycache__`` beside the source, the user-wide cache), so with it set the
 cache lives there and nowhere else: the first process compiles from scratch (*cold*), a
 second process with the same directory loads the compiled code (*cached*). The JSON keeps
-numba's own cache hit and miss counts of every kernel, which show it.
+numba's own cache hit and miss counts of every kernel, which show it, and the CPU other
+processes used meanwhile (``benchmarks/report.py`` gives no verdict when that is too much).
 
 In each process one optimizer on a small parameter (1,000 elements, so a step itself takes
 microseconds) takes its first steps on the numba backend. A step's *extra* time is its
@@ -102,8 +103,10 @@ def _run_child(config: tuple, cache_dir: str) -> dict:
 
 def measure(repeats: int = 3) -> dict:
     """Per configuration and repeat: a cold process, then a cached one on the same cache."""
+    from benchmarks.machine import OTHER_CPU_KEY, busy_ticks, other_cpu
+
     runs: dict[int, dict[str, list[dict]]] = {i: {"cold": [], "cached": []} for i in range(len(CONFIGS))}
-    load_start = os.getloadavg()
+    load_start, ticks_start, start = os.getloadavg(), busy_ticks(), time.perf_counter()
     for _ in range(repeats):
         for index, config in enumerate(CONFIGS):  # configurations interleaved: load spreads evenly
             with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache_dir:
@@ -125,6 +128,7 @@ def measure(repeats: int = 3) -> dict:
                 "runs": runs[index][kind],
             }
         results.append(row)
+    cpu = other_cpu(ticks_start, time.perf_counter() - start)  # the children's CPU is ours: not counted
     every = [run for by_kind in runs.values() for kind in by_kind.values() for run in kind]
     return {
         "datetime": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -138,6 +142,7 @@ def measure(repeats: int = 3) -> dict:
         "configs": results,
         "load average (1, 5, 15 min) at start": [round(x, 2) for x in load_start],
         "load average (1, 5, 15 min) at end": [round(x, 2) for x in os.getloadavg()],
+        OTHER_CPU_KEY: None if cpu is None else round(cpu, 3),
     }
 
 
@@ -150,6 +155,7 @@ def main(argv: list[str]) -> int:
         print("usage: python benchmarks/compile_time.py OUTPUT_JSON [--repeats N]", file=sys.stderr)
         return 2
     repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 3
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.* when run as a script
     target = Path(argv[0])
     results = measure(repeats)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,11 @@
-"""Describe the machine a benchmark ran on (saved in pytest-benchmark's JSON by conftest.py).
+"""Describe the machine a benchmark ran on (saved in pytest-benchmark's JSON by conftest.py),
+and measure the CPU other processes use while it runs (the report's load check).
 
 >>> info = describe()
 >>> sorted(info)[:3]
 ['blas', 'caches', 'cores']
+>>> other_cpu(None, 10.0) is None, other_cpu(busy_ticks(), 0.1) is None  # nothing to say
+(True, True)
 """
 
 from __future__ import annotations
@@ -19,6 +22,40 @@ THREAD_VARIABLES = (
     "VECLIB_MAXIMUM_THREADS", "ATEN_CPU_CAPABILITY", "NUMPY_OPTIM_THREADS", "NUMPY_OPTIM_BACKEND",
     "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
 )
+
+
+#: The key of a run's load measurement (``other_cpu`` over the whole run): in
+#: machine_info["numpy_optim"] of the benchmarks' JSON, at the top level of compile_time.py's.
+OTHER_CPU_KEY = "other processes' CPU during the run (cores)"
+#: Windows shorter than this say nothing: /proc/stat counts in ticks of 10 ms per core.
+MIN_WINDOW_S = 0.25
+
+
+def busy_ticks() -> tuple[int, int] | None:
+    """(CPU ticks all processes have spent busy, ticks this process and its waited-for
+    children have spent), from /proc/stat and /proc/self/stat; None off Linux.
+
+    Busy is every tick but idle and iowait: steal (a hypervisor running other machines on
+    this one's cores) counts as busy, since it slows a run as much as another process.
+    """
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        with open("/proc/self/stat") as f:
+            own = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]  # utime stime cutime cstime
+    except OSError:
+        return None
+    return sum(ticks) - ticks[3] - ticks[4], sum(own)
+
+
+def other_cpu(before: tuple[int, int] | None, seconds: float) -> float | None:
+    """Cores' worth of CPU that other processes used since ``before`` (``busy_ticks()`` taken
+    ``seconds`` ago); None when that is unknown or the window is shorter than MIN_WINDOW_S."""
+    after = busy_ticks()
+    if before is None or after is None or seconds < MIN_WINDOW_S:
+        return None
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, other / os.sysconf("SC_CLK_TCK") / seconds)
 
 
 def _cpu_model() -> str:

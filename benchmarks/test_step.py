@@ -16,7 +16,6 @@ Run: ``nox -s bench`` (or ``pytest benchmarks --benchmark-only``); one group:
 from __future__ import annotations
 
 import gc
-import os
 import time
 
 import pytest
@@ -37,29 +36,8 @@ from benchmarks.cases import (
     group_name,
     problem_sizes,
 )
+from benchmarks.machine import busy_ticks, other_cpu
 from benchmarks.stream import Stream
-
-
-def _busy_ticks() -> tuple[int, int] | None:
-    """(CPU ticks all processes spent busy, ticks this process spent), or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]
-        with open("/proc/self/stat") as f:
-            own = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return sum(ticks) - ticks[3] - ticks[4], int(own[11]) + int(own[12])  # minus idle, iowait
-
-
-def _other_cpu(before: tuple[int, int] | None, seconds: float) -> float | None:
-    """Cores' worth of CPU that other processes used since ``before``; None when the window
-    is too short for /proc/stat's 10 ms ticks to say anything."""
-    after = _busy_ticks()
-    if before is None or after is None or seconds < 0.25:
-        return None
-    other = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, other / os.sysconf("SC_CLK_TCK") / seconds)
 
 CASES = [
     pytest.param(config, size, side, id=f"{config.name}-{config.dtype}-{size}-{side}")
@@ -92,11 +70,13 @@ def test_step(benchmark, config, size, side):
         config=config.name, dtype=config.dtype, size=size, side=side,
         elements=sum(problem_sizes(size)), parameters=len(problem_sizes(size)),
     )
+    # other_cpu: the CPU other processes used while this side was set up and timed (the
+    # set-up too: a longer window than the rounds alone, which /proc/stat's ticks can resolve)
+    before, start = busy_ticks(), time.perf_counter()
     with backend(side):  # numpy_optim's sides: use_backend("numba") or ("numpy")
         step = build(config, size, side)
-        before, start = _busy_ticks(), time.perf_counter()
         benchmark.pedantic(step, rounds=ROUNDS[size], iterations=1, warmup_rounds=1)
-        benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
+    benchmark.extra_info["other_cpu"] = other_cpu(before, time.perf_counter() - start)
     del step
     gc.collect()
 
@@ -115,8 +95,8 @@ def test_bandwidth_floor(benchmark, shape, sets):
         benchmark.extra_info.update(
             shape=shape, sets=sets, elements=stream.n, threads=stream.threads, bytes=stream.bytes,
         )
-        before, start = _busy_ticks(), time.perf_counter()
+        before, start = busy_ticks(), time.perf_counter()
         benchmark.pedantic(stream, rounds=50, iterations=1, warmup_rounds=2 * sets)
-        benchmark.extra_info["other_cpu"] = _other_cpu(before, time.perf_counter() - start)
+        benchmark.extra_info["other_cpu"] = other_cpu(before, time.perf_counter() - start)
     del stream
     gc.collect()

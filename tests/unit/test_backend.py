@@ -44,6 +44,9 @@ from numpy_optim.sgd import sgd_compiled
 
 VARIABLE = "NUMPY_OPTIM_BACKEND"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: Seconds a thread, barrier or child process may take before the test calls it hung: a
+#: guard against hangs, never a timing the test relies on (a loaded machine stays far below).
+HANG_S = 300
 
 #: The backend a test's optimizer runs on; the reference always runs on NumPy.
 SIDES = [pytest.param("numpy", id="numpy"), pytest.param("numba", id="numba", marks=pytest.mark.numba)]
@@ -209,7 +212,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != VARIABLE}
     environment.update(env)
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=environment
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S, cwd=REPO, env=environment
     )
     assert result.returncode == 0, f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result
@@ -810,7 +813,7 @@ def _in_thread(function):
 
     thread = threading.Thread(target=target)
     thread.start()
-    thread.join(30)
+    thread.join(HANG_S)
     assert not thread.is_alive(), "the thread hung"
     if "error" in out:
         raise out["error"]
@@ -826,13 +829,13 @@ def test_use_backend_is_per_thread(monkeypatch):
         with use_backend("numpy"):
             seen["holder"] = backend()
             entered.set()
-            checked.wait(30)
+            seen["released"] = checked.wait(HANG_S)  # inside its use_backend until the checks are done
             seen["holder after"] = backend()
 
     thread = threading.Thread(target=holder)
     thread.start()
     try:
-        assert entered.wait(30), "the thread did not enter use_backend"
+        assert entered.wait(HANG_S), "the thread did not enter use_backend"
         with pytest.raises(ValueError, match="fortran"):
             backend()  # the other thread's use_backend("numpy") is not ours
         with use_backend("numpy"):
@@ -842,14 +845,15 @@ def test_use_backend_is_per_thread(monkeypatch):
         assert _in_thread(lambda: _backend._choice.get()) is None
     finally:
         checked.set()
-        thread.join(30)
-    assert seen == {"holder": "numpy", "holder after": "numpy"}
+        thread.join(HANG_S)
+    assert not thread.is_alive(), "the holder thread hung"
+    assert seen == {"holder": "numpy", "released": True, "holder after": "numpy"}
 
 
 @pytest.mark.numba
 def test_use_backend_numba_and_numpy_in_two_threads_at_once(monkeypatch):
     monkeypatch.setenv(VARIABLE, "numpy")
-    barrier = threading.Barrier(2, timeout=30)
+    barrier = threading.Barrier(2, timeout=HANG_S)
     seen: dict[str, list[str]] = {"numba": [], "numpy": []}
 
     def hold(name):
@@ -861,7 +865,8 @@ def test_use_backend_numba_and_numpy_in_two_threads_at_once(monkeypatch):
     thread = threading.Thread(target=hold, args=("numpy",))
     thread.start()
     hold("numba")
-    thread.join(30)
+    thread.join(HANG_S)
+    assert not thread.is_alive(), "the numpy thread hung"
     assert seen == {"numba": ["numba"] * 3, "numpy": ["numpy"] * 3}
 
 
@@ -941,15 +946,15 @@ def test_a_threaded_compiled_step_works_in_a_forked_child():
     child = context.Process(target=_fork_child, args=(optimizer, results))
     child.start()
     try:
-        status, value = results.get(timeout=60)
+        status, value = results.get(timeout=HANG_S)
     except queue.Empty:
-        pytest.fail("the forked child's step hung (no result within 60 s)")
+        pytest.fail(f"the forked child's step hung (no result within {HANG_S} s)")
     finally:
-        child.join(60)
+        child.join(HANG_S)
         if child.is_alive():
             child.kill()
             child.join()
-            pytest.fail("the forked child did not exit within 60 s")
+            pytest.fail(f"the forked child did not exit within {HANG_S} s")
     assert status == "ok", f"the step in the forked child raised {value}"
     assert child.exitcode == 0
     with use_backend("numba"), _blocks.configured(threads=2, compiled_parallel_min_bytes=0):
@@ -989,7 +994,7 @@ def test_two_optimizers_stepping_in_two_threads_at_once_are_bitwise_sequential(s
     with _blocks.configured(**settings):
         sequential = [run(i, optimizer) for i, optimizer in enumerate(build())]
         concurrent: list[object] = [None, None]
-        barrier = threading.Barrier(2, timeout=30)
+        barrier = threading.Barrier(2, timeout=HANG_S)
         optimizers = build()
 
         def target(i):
@@ -1002,7 +1007,7 @@ def test_two_optimizers_stepping_in_two_threads_at_once_are_bitwise_sequential(s
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(60)
+            thread.join(HANG_S)
         assert not any(thread.is_alive() for thread in threads), "a stepping thread hung"
     for i, (cls, _, _, _) in enumerate(configs):
         assert not isinstance(concurrent[i], BaseException), f"{cls.__name__} thread raised {concurrent[i]!r}"
@@ -1515,13 +1520,13 @@ def test_a_child_forked_while_the_pool_lock_is_held_can_step():
         with _blocks._pool_lock:
             process = context.Process(target=child)
             process.start()
-        process.join(60)
+        process.join(HANG_S)
         alive = process.is_alive()
         if alive:
             process.kill()
         assert not alive, "the forked child hung in its step"
         assert process.exitcode == 0
-        assert done.get(timeout=5) < 1.0
+        assert done.get(timeout=HANG_S) < 1.0
 
 
 @pytest.mark.parametrize("side", SIDES)
