@@ -111,13 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.ours is not None:
                 ours, theirs = harness.resolve(args.ours, "--ours"), harness.resolve(args.theirs, "--theirs")
                 options = harness.parse_options(args.options) if args.options is not None else {}
-                harness.parse_case(args.replay, harness.PairSpec.user("replay", ours, theirs, **options))
-            else:
-                harness.parse_case(args.replay)
+            spec, pair = harness.replay_case(args.replay, ours, theirs, **options)
         except (TypeError, ValueError) as error:
             refuse("--replay", error)
         try:
-            results = harness.replay(args.replay, ours, theirs, **options)
+            results = harness.run_case(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
         except harness.ParityError as error:
             print(error)
             return 1

@@ -330,6 +330,21 @@ def parse_options(text: Any) -> dict[str, Any]:
     return options
 
 
+def replay_case(text: str, ours: Callable[..., Any] | None = None, theirs: type | None = None,
+                **options: Any) -> tuple[CaseSpec, PairSpec]:
+    """The checked case and the pair :func:`replay` runs it on (TypeError or ValueError first)."""
+    if ours is None:
+        if theirs is not None or options:
+            raise TypeError("replay: theirs and options come with ours (a registry pair takes neither)")
+        spec = parse_case(text)
+        return spec, PairSpec.registry(spec.pair)
+    if theirs is None:
+        raise TypeError("replay: a user pair needs theirs, the torch.optim class")
+    data = load_json(text, "case")
+    pair = PairSpec.user(str(data.get("pair") if type(data) is dict else None), ours, theirs, **options)
+    return parse_case(text, pair), pair
+
+
 def replay(text: str, ours: Callable[..., Any] | None = None, theirs: type | None = None,
            **options: Any) -> dict[str, list[tolerance.Comparison]]:
     """Run one case again from its JSON (the ``reproduce:`` line of a failure); raise
@@ -338,20 +353,11 @@ def replay(text: str, ours: Callable[..., Any] | None = None, theirs: type | Non
     Without ``ours`` the case's ``pair`` names a registry pair; with ``ours`` and ``theirs``
     (an optimizer factory and a torch.optim class) it is a user pair, run with ``options``
     (``buffers``, ``fused``, ``torch_has_step``, ``closure``: :func:`check`'s defaults for those not
-    given). The JSON is checked first (:func:`parse_case`: TypeError or ValueError).
+    given). The JSON is checked first (:func:`replay_case`, :func:`parse_case`: TypeError or ValueError).
     """
-    if ours is None:
-        if theirs is not None or options:
-            raise TypeError("replay: theirs and options come with ours (a registry pair takes neither)")
-        pair = None
-    else:
-        if theirs is None:
-            raise TypeError("replay: a user pair needs theirs, the torch.optim class")
-        name = load_json(text, "case").get("pair") if text else None
-        pair = PairSpec.user(str(name), ours, theirs, **options)
-    spec = parse_case(text, pair)
-    pair = pair or PairSpec.registry(spec.pair)
+    spec, pair = replay_case(text, ours, theirs, **options)
     return run_case(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
+
 
 class ParityError(AssertionError):
     """A numpy_optim trajectory left its tolerance bound against torch."""
@@ -642,14 +648,11 @@ def check(
         if name not in HYPERPARAMETERS:
             raise ValueError(f"no default hyperparameter strategy for {name!r}; pass hyperparameters=")
         hyperparameters = HYPERPARAMETERS[name]
-    if fused is None:
-        fused = _supports_fused(torch_optimizer_class)
     if schedules is None:
         schedules = isinstance(optimizer_factory, type) and issubclass(optimizer_factory, numpy_optim.Optimizer)
-    if torch_has_step is None:
-        torch_has_step = torch_optimizer_class not in (torch.optim.SGD, torch.optim.LBFGS)
-    if closure is None:
-        closure = takes_closure(torch_optimizer_class, name)
+    pair = PairSpec.user(name, optimizer_factory, torch_optimizer_class, buffers=buffers, fused=fused,
+                         torch_has_step=torch_has_step, closure=closure)  # the options' defaults, in one place
+    fused, torch_has_step, closure = pair.fused, pair.torch_has_step, pair.closure
     stats = stats if stats is not None else Stats()
     cases = (closure_case_specs(name, hyperparameters, dtypes, max_steps) if closure
              else case_specs(name, hyperparameters, dtypes, max_steps, closed_loop, schedules))
