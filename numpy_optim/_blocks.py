@@ -361,6 +361,7 @@ def run(
     *,
     written: Sequence[int],
     n_scratch: int,
+    aligned: bool = False,
 ) -> None:
     """Apply ``kernel`` to every element of every tuple of arrays in ``items``, in place.
 
@@ -377,6 +378,11 @@ def run(
         Positions in a tuple that the kernel writes (copied back after a batch).
     n_scratch : int
         Work arrays the kernel needs.
+    aligned : bool
+        For the fused kernels, whose arithmetic depends on where an element sits in its
+        parameter (torch's vector body and scalar tail, numpy_optim/_fused.py): every block
+        starts at a multiple of :data:`ALIGN` elements from its parameter's start, and no
+        parameter is gathered into a batch.
     """
     if not items:
         return
@@ -386,12 +392,14 @@ def run(
         return
     dtype = items[0][0].dtype
     block = max(1, settings.block_bytes // dtype.itemsize)
+    if aligned:
+        block += -block % ALIGN
     n = items[0][0].size
     if len(items) == 1 and n <= block:  # one small parameter: one kernel call, nothing to plan
         rows = _work_rows(dtype, n_scratch, block)
         kernel([_flat(a) for a in items[0]], [row[:n] for row in rows], constants)
         return
-    tasks = _plan(items, block, block // max(1, settings.batch_max_fraction))
+    tasks = _plan(items, block, -1 if aligned else block // max(1, settings.batch_max_fraction))
     job = _Job(kernel, constants, tuple(written), len(items[0]), n_scratch, dtype, block)
     total = sum(task.size for task in tasks)
     threads = min(settings.threads, len(tasks))
@@ -399,6 +407,11 @@ def run(
         _run_tasks(tasks, job)
         return
     _fan_out(_run_tasks, _split(tasks, threads), job)
+
+
+#: The fused kernels' blocks and parts start at multiples of this many elements from their
+#: parameter's start (a multiple of every lane count: 4 float64, 8 float32, 16 float16).
+ALIGN = 64
 
 
 def whole_scratch(shape: tuple[int, ...], dtype: np.dtype, n_scratch: int) -> list[np.ndarray]:
@@ -488,13 +501,20 @@ def run_compiled(kernel: Any, rows: Any, constants: np.ndarray, parts: dict[int,
 def _parts(table: np.ndarray, parts: int, total: int, itemsize: int) -> list[np.ndarray]:
     """``table`` cut into ``parts`` tables of about ``total / parts`` elements each; a
     parameter that straddles a cut is cut there too (its addresses moved on by the
-    elements before the cut). The updates are elementwise, so the cuts change no result."""
+    elements before the cut), at a multiple of :data:`ALIGN` elements from its start (for
+    the fused kernels: then every part of a parameter but its last has no tail). The other
+    updates are elementwise, so the cuts change no result."""
     share = max(1, -(-total // parts))
-    share += -share % 64
+    share += -share % ALIGN
     ends = np.cumsum(table[:, 0])
+    starts = ends - table[:, 0]
+    cuts = []
+    for cut in range(share, total, share):  # moved up to a multiple of ALIGN within its row
+        row = int(np.searchsorted(ends, cut, side="right"))
+        cuts.append(min(int(ends[row]), int(starts[row]) + -(-(cut - int(starts[row])) // ALIGN) * ALIGN))
+    bounds = sorted(set([0, *cuts, total]))
     out = []
-    for low in range(0, total, share):
-        high = min(low + share, total)
+    for low, high in zip(bounds, bounds[1:]):
         first = int(np.searchsorted(ends, low, side="right"))  # the row holding element `low`
         last = int(np.searchsorted(ends, high, side="left"))  # the row holding element `high - 1`
         chunk = table[first : last + 1].copy()

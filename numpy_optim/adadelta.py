@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import fma, scalar_fma, scalar_fma_exact
-from .optimizer import Optimizer, _real, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, _real, check_bool, check_nonnegative
 
 
 class AdadeltaStep(NamedTuple):
@@ -179,6 +179,7 @@ class Adadelta(Optimizer):
     _n_scratch = 3
     _buffer_order = ("square_avg", "acc_delta")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "rho": check_rho,
         "eps": check_nonnegative,
@@ -195,8 +196,11 @@ class Adadelta(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

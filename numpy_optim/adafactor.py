@@ -212,7 +212,7 @@ class Adafactor(Optimizer):
         return set(self._entry_buffer_names(param))  # depends on the parameter's dimensions
 
     @classmethod
-    def _buffer_layout(cls, name: str, param: Any) -> tuple[tuple[int, ...], np.dtype]:
+    def _buffer_layout(cls, name: str, param: Any, hyper: Any = None) -> tuple[tuple[int, ...], np.dtype]:
         shape = tuple(param.shape)
         if name not in cls._entry_buffer_names(param):
             raise ValueError(

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma_exact
-from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
 class AdamaxStep(NamedTuple):
@@ -192,6 +192,7 @@ class Adamax(Optimizer):
     _n_scratch = 2
     _buffer_order = ("exp_avg", "exp_inf")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "betas": lambda name, value: check_betas(value),
         "eps": check_nonnegative,
@@ -208,9 +209,12 @@ class Adamax(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         # (in torch's order of checks: lr, eps, betas, weight_decay)
         defaults = dict(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay, maximize=maximize)
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

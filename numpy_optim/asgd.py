@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import fma, scalar_fma_exact
-from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_bool, check_finite, check_nonnegative
 
 
 class ASGDStep(NamedTuple):
@@ -218,6 +218,7 @@ class ASGD(Optimizer):
     _buffer_order = ("ax",)
     _scalar_state = ("eta", "mu")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "lambd": check_finite,
         "alpha": check_finite,
@@ -235,8 +236,12 @@ class ASGD(Optimizer):
         t0: float = 1e6,
         weight_decay: float = 0.0,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, maximize=maximize)
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma_exact
-from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
 class NAdamStep(NamedTuple):
@@ -246,6 +246,7 @@ class NAdam(Optimizer):
     _buffer_order = ("exp_avg", "exp_avg_sq")
     _scalar_state = ("mu_product",)
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "betas": lambda name, value: check_betas(value),
         "eps": check_nonnegative,
@@ -266,11 +267,14 @@ class NAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
         )
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

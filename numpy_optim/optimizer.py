@@ -92,6 +92,38 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_fused(name: str, value: Any) -> bool:
+    """A bool, or None (torch's default: not fused), which is False."""
+    return False if value is None else check_bool(name, value)
+
+
+#: The dtypes ``state_dtype`` may name: wider than float16 and bfloat16 parameters.
+STATE_DTYPES = ("float32", "float64")
+
+
+def check_state_dtype(name: str, value: Any) -> str | None:
+    """None (the parameters' dtype), or float32 / float64 in any spelling NumPy accepts
+    (``np.float32``, ``"float32"``, ``np.dtype("f4")``); returns the dtype's name."""
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"Invalid {name}: {value!r} (expected None, np.float32 or np.float64)") from None
+    if dtype.name not in STATE_DTYPES or dtype.byteorder == ">":
+        raise ValueError(
+            f"Invalid {name}: {value!r} ({dtype}; expected None (the parameters' dtype), np.float32 or np.float64)"
+        )
+    return dtype.name
+
+
+#: The validators of the options every elementwise optimizer takes beyond torch's.
+LOW_PRECISION_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "state_dtype": check_state_dtype,
+    "master_weights": lambda name, value: check_bool(name, value),
+}
+
+
 def check_betas(value: Any) -> tuple[float, float]:
     """A pair ``(beta1, beta2)`` with ``0 <= beta < 1`` each."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -123,15 +155,21 @@ def check_plain_array(where: str, array: np.ndarray) -> None:
         )
 
 
+def is_half(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is a 16-bit float: float16, or ml_dtypes' bfloat16 (told by its name,
+    so that numpy_optim never imports ml_dtypes)."""
+    return dtype == np.float16 or (dtype.name == "bfloat16" and dtype.itemsize == 2)
+
+
 def check_parameter(where: str, param: Any) -> np.ndarray:
-    """A writeable floating-point ndarray (float16, float32 or float64)."""
+    """A writeable floating-point ndarray (float16, bfloat16, float32 or float64)."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"{where}['params'] must be a numpy.ndarray, got {_describe(param)}")
     check_plain_array(f"{where}['params']", param)
-    if param.dtype.kind != "f" or param.dtype.itemsize > 8:
+    if not (param.dtype.kind == "f" and param.dtype.itemsize <= 8 or is_half(param.dtype)):
         raise TypeError(
-            f"{where}['params'] must have a floating dtype (float16, float32 or float64), "
-            f"got {param.dtype}"
+            f"{where}['params'] must have a floating dtype (float16, bfloat16 (ml_dtypes), float32 or "
+            f"float64), got {param.dtype}"
         )
     if not param.flags.writeable:
         raise ValueError(f"{where}['params'] is read-only; the optimizer updates it in place")
@@ -381,7 +419,8 @@ class Optimizer:
 
         defaults = getattr(self, "defaults", {})  # (getattr: a repr while __init__ fails)
         entries = getattr(self, "param_groups", [])
-        hyper = ", ".join(f"{name}={shown(value)}" for name, value in defaults.items())
+        hyper = ", ".join(f"{name}={shown(value)}" for name, value in defaults.items()
+                          if not (name in _QUIET_DEFAULTS and value is _QUIET_DEFAULTS[name]))
         count = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
         overriding = sum(isinstance(e, dict) and any(k not in _NOT_HYPERPARAMETERS for k in e) for e in entries)
         if overriding:
@@ -487,13 +526,17 @@ class Optimizer:
             param = check_parameter(where, entry["params"])
             check_gradient(where, param, entry["grad"])
             hyper = self._resolve(entry, f"{where}: ", defaults)
+            try:
+                self._check_dtype(hyper, param.dtype)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}: {error}") from None
             check_scheduler_keys(f"{where}: ", entry)
             for name, buffer in self.state.get(index, {}).items():
                 if isinstance(buffer, np.ndarray):
                     check_plain_array(f"{where}: its state buffer {name!r}", buffer)
                     if not buffer.flags.writeable:
                         raise ValueError(f"{where}: its state buffer {name!r} is read-only; the optimizer updates it")
-                shape, dtype = self._buffer_layout(name, param)
+                shape, dtype = self._buffer_layout(name, param, hyper)
                 if buffer.shape != shape or buffer.dtype != dtype:
                     raise ValueError(
                         f"{where}['params'] has shape {param.shape} and dtype {param.dtype}, so its state "
@@ -503,7 +546,7 @@ class Optimizer:
             resolved.append(hyper)
         check_disjoint(entries, self.state)
         for index, (entry, hyper) in enumerate(zip(entries, resolved)):
-            _warn_if_eps_underflows(f"params[{index}]", hyper, entry["params"].dtype)
+            _warn_if_eps_underflows(f"params[{index}]", hyper, self._compute_dtype(hyper, entry["params"].dtype))
         return resolved
 
     def _checked_defaults(self) -> dict[str, Any]:
@@ -666,12 +709,67 @@ class Optimizer:
         return 0.0
 
     @classmethod
-    def _buffer_layout(cls, name: str, param: Any) -> tuple[tuple[int, ...], np.dtype]:
+    def _buffer_layout(
+        cls, name: str, param: Any, hyper: Mapping[str, Any] | None = None,
+    ) -> tuple[tuple[int, ...], np.dtype]:
         """The shape and dtype state buffer ``name`` of an entry with parameter ``param`` has
-        (``param``: anything with a ``shape`` and a ``dtype``)."""
+        (``param``: anything with a ``shape`` and a ``dtype``; ``hyper``: the entry's
+        hyperparameters, whose ``state_dtype`` and ``master_weights`` set the dtype)."""
         if name in cls._scalar_state:
             return (), np.dtype(np.float32)
-        return param.shape, param.dtype
+        if name == "master_param":
+            return param.shape, np.dtype(np.float32)
+        return param.shape, state_dtype_of(hyper or {}, param.dtype)
+
+    # ----- low precision: which dtype an entry's state is kept and computed in -----------
+
+    def _check_dtype(self, hyper: Mapping[str, Any], dtype: np.dtype) -> None:
+        """Refuse the options that do not fit parameters of ``dtype`` (a ValueError that says
+        why): master weights for float32 / float64 parameters, or with float64 state, and a
+        ``state_dtype`` narrower than the parameters."""
+        state_dtype, master = hyper.get("state_dtype"), hyper.get("master_weights", False)
+        if master and not is_half(dtype):
+            raise ValueError(
+                f"master_weights=True keeps a float32 master copy of float16 / bfloat16 parameters, and these are "
+                f"{dtype} (they are their own master copy): drop master_weights"
+            )
+        if master and state_dtype == "float64":
+            raise ValueError(
+                "master_weights=True updates a float32 master copy with float32 state; state_dtype='float64' "
+                "does not fit it (use state_dtype=None or np.float32)"
+            )
+        if state_dtype is not None and np.dtype(state_dtype).itemsize < dtype.itemsize:
+            raise ValueError(
+                f"state_dtype={state_dtype!r} is narrower than the parameters ({dtype}); state_dtype keeps the "
+                f"state wider than float16 / bfloat16 parameters, never narrower"
+            )
+
+    def _compute_dtype(self, hyper: Mapping[str, Any], dtype: np.dtype) -> np.dtype:
+        """The dtype an entry with parameters of ``dtype`` is updated in: the state's (float32
+        with master weights), and torch's float32 "opmath" for ``fused=True`` on float16 /
+        bfloat16 parameters (whose state stays in their dtype)."""
+        state = state_dtype_of(hyper, dtype)
+        if state == dtype and hyper.get("fused") and is_half(dtype):
+            return np.dtype(np.float32)
+        return state
+
+    def _kernels(self, hyper: Mapping[str, Any]) -> tuple[Any, Any, int]:
+        """``(NumPy kernel, compiled kernel factory, work arrays)`` of an entry: the fused
+        ones for ``fused=True`` (SGD, Adam, AdamW, Adagrad), else the single-tensor ones."""
+        if hyper.get("fused"):
+            return self._fused_kernel, self._fused_kernel_factory, self._fused_n_scratch
+        return self._kernel, self._kernel_factory, self._n_scratch
+
+    #: The fused kernels (torch's ``fused=True`` arithmetic), where an optimizer has them.
+    _fused_kernel: Any = None
+    _fused_kernel_factory: Any = None
+    _fused_n_scratch = 0
+
+    def _fused_scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype,
+                       half: np.dtype | None) -> tuple[Any, ...]:
+        """The fused kernels' ``k`` (as :meth:`_scalars`; ``half``: the parameters' dtype when
+        it is float16 / bfloat16, whose step computes in float32)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused kernels")
 
     def _prepare_scalar_state(self, hyperparameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each entry's hyperparameters with its scalar state of the coming step added (and
@@ -718,6 +816,8 @@ class Optimizer:
             buffer, created = self._buffer(index, name, param, hyper)
             buffers.append(buffer)
             first = first or created
+        if hyper.get("master_weights"):
+            first = self._buffer(index, "master_param", param, hyper)[1] or first
         return tuple(buffers), first
 
     def _kernel_buffers(self, hyper: dict[str, Any]) -> tuple[str, ...]:
@@ -839,45 +939,102 @@ class Optimizer:
         if raising:  # only NumPy raises FloatingPointError; one entry at a time, to name it
             compiled = None
             groups = [(hyper, first, [items], None, None) for hyper, first, group, _, _ in groups for items in group]
-        # Everything the calls need (constants, address tables, work arrays) is made before
-        # the first write, so that an allocation that fails changes nothing.
+        # Everything the calls need (constants, address tables, work arrays, the wider copies
+        # of low-precision entries) is made before the first write, so that an allocation that
+        # fails changes nothing.
         self._wrote = False
         calls: list[tuple[list[np.ndarray], Callable[[], None]]] = []
+        plain_whole = []
+        for items, hyper, first in whole:
+            if self._compute_dtype(hyper, items[0].dtype) == items[0].dtype and not hyper.get("fused"):
+                plain_whole.append((items, hyper, first))
+            else:  # through C-contiguous copies: a group of one
+                groups = [*groups, (hyper, first, [items], None, None)]
         sizes: dict[np.dtype, int] = {}
-        for items, _, _ in whole:
+        for items, _, _ in plain_whole:
             sizes[items[0].dtype] = max(sizes.get(items[0].dtype, 0), items[0].size)
         scratch = {dtype: _blocks.whole_scratch((size,), dtype, self._n_scratch) for dtype, size in sizes.items()}
-        for items, hyper, first in whole:
+        for items, hyper, first in plain_whole:
             param = items[0]
             rows = [row[: param.size].reshape(param.shape) for row in scratch[param.dtype]]
             with self._naming([param]):
                 k = self._scalars(hyper, step, first, param.dtype)
             calls.append(([param], functools.partial(self._whole, items, k, rows)))
         for hyper, first, items, rows, parts in groups:
-            dtype = items[0][0].dtype
-            with self._naming([arrays[0] for arrays in items]):
-                k = self._scalars(hyper, step, first, dtype)
-            if compiled is not None and self._kernel_factory is not None and _backend.covers(items[0]):
-                flags = tuple(value for value in k if isinstance(value, bool))
-                constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
-                if rows is None:  # no plan: the addresses from the arrays themselves
-                    table = np.array([_blocks.table_row(arrays, 2 + len(self._buffer_order)) for arrays in items],
-                                     np.int64)
-                else:
-                    table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
-                kernel = compiled.kernel(self._kernel_factory, flags)
-                call: Callable[[], None] = functools.partial(_blocks.run_compiled, kernel, table, constants, parts)
-            else:
-                assert self._kernel is not None
-                _blocks.reserve(items, self._n_scratch)  # the calling thread's work rows
-                written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
-                call = functools.partial(_blocks.run, self._kernel, items, k, written=written,
-                                         n_scratch=self._n_scratch)
-            calls.append(([arrays[0] for arrays in items], call))
+            params = [arrays[0] for arrays in items]
+            with self._naming(params):
+                call = self._group_call(hyper, first, items, rows, parts, step, compiled)
+            calls.append((params, call))
         self._wrote = True
         for params, call in calls:
             with self._naming(params):
                 call()
+
+    def _group_call(
+        self, hyper: dict[str, Any], first: bool, items: list[tuple[np.ndarray, ...]], rows: Any, parts: Any,
+        step: int, compiled: Any,
+    ) -> Callable[[], None]:
+        """The call that updates one group of entries (equal hyperparameters and dtype), with
+        everything it needs made now. An entry computed in another dtype than its parameters'
+        (``state_dtype``, master weights, ``fused=True`` on float16 / bfloat16) goes through
+        C-contiguous copies in that dtype, which the call rounds back once updated (the master
+        copy, a state buffer, is updated in place)."""
+        storage = items[0][0].dtype
+        dtype = self._compute_dtype(hyper, storage)
+        fused = bool(hyper.get("fused"))
+        back: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its copy): rounded back after the kernel
+        if dtype != storage or (fused and not all(map(_blocks.blockable, items))):
+            indices = self._indices(items) if hyper.get("master_weights") else [None] * len(items)
+            widened = []
+            for index, arrays in zip(indices, items):
+                copies = []
+                for position, array in enumerate(arrays):
+                    if position == 0 and index is not None:  # the master copy, updated in place
+                        copy = self.state[index]["master_param"].reshape(-1)
+                        back.append((array, copy))
+                    elif position > 1 and array.dtype == dtype and array.flags.c_contiguous:
+                        copy = array.reshape(-1)  # a state buffer kept in the compute dtype: in place
+                    else:
+                        copy = np.array(array, dtype=dtype, order="C").reshape(-1)  # a fresh copy
+                        if position != 1:  # (the gradient is only read)
+                            back.append((array, copy))
+                    copies.append(copy)
+                widened.append(tuple(copies))
+            items, rows, parts = widened, None, None
+        kernel, factory, n_scratch = self._kernels(hyper)
+        if fused:
+            k = self._fused_scalars(hyper, step, first, dtype, storage if is_half(storage) else None)
+        else:
+            k = self._scalars(hyper, step, first, dtype)
+        if compiled is not None and factory is not None and _backend.covers(items[0]):
+            flags = tuple(value for value in k if isinstance(value, bool))
+            constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
+            if rows is None:  # no plan: the addresses from the arrays themselves
+                arity = 2 + len(self._buffer_order)
+                table = np.array([_blocks.table_row(arrays, arity) for arrays in items], np.int64)
+            else:
+                table = rows if isinstance(rows, np.ndarray) else np.array(rows, np.int64)
+            update = functools.partial(_blocks.run_compiled, compiled.kernel(factory, flags), table, constants, parts)
+        else:
+            assert kernel is not None
+            _blocks.reserve(items, n_scratch)  # the calling thread's work rows
+            written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
+            update = functools.partial(_blocks.run, kernel, items, k, written=written, n_scratch=n_scratch,
+                                       aligned=fused)
+        if not back:
+            return update
+
+        def update_and_round_back() -> None:
+            update()
+            for array, copy in back:
+                np.copyto(array, copy.reshape(array.shape), casting="unsafe")  # rounded to nearest, ties to even
+
+        return update_and_round_back
+
+    def _indices(self, items: list[tuple[np.ndarray, ...]]) -> list[int]:
+        """The entry indices of a group's arrays (found by their parameters)."""
+        where = {id(entry["params"]): index for index, entry in enumerate(self.param_groups)}
+        return [where[id(arrays[0])] for arrays in items]
 
     @contextlib.contextmanager
     def _naming(self, params: list[np.ndarray]) -> Iterator[None]:
@@ -900,13 +1057,26 @@ class Optimizer:
         buffers = self.state.get(index, _NO_BUFFERS)
         created = name not in buffers
         if created:
-            fill = self._buffer_fill(name, hyper if hyper is not None else self._hyperparameters(index))
-            buffer = np.zeros_like(like) if fill == 0.0 else np.full_like(like, fill)
+            hyper = hyper if hyper is not None else self._hyperparameters(index)
+            fill = self._buffer_fill(name, hyper)
+            shape, dtype = self._buffer_layout(name, like, hyper)
+            if name == "master_param":
+                buffer = like.astype(dtype)  # exact: float16 and bfloat16 widen to float32 exactly
+            else:
+                buffer = np.zeros(shape, dtype) if fill == 0.0 else np.full(shape, fill, dtype)
             buffers = self.state.setdefault(index, {})  # (after the allocation: it may fail)
             buffers[name] = buffer
             if self._created is not None:
                 self._created.append((index, name))
         return buffers[name], created
+
+    def state_bytes(self) -> int:
+        """The bytes of the arrays this optimizer holds now: its state buffers, master copies
+        and scalar state (:func:`numpy_optim.memory.state_bytes`; compare
+        :func:`numpy_optim.memory.estimate_training_memory`)."""
+        from .memory import state_bytes
+
+        return state_bytes(self)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero in place (same arrays, same shapes)."""
@@ -925,8 +1095,10 @@ class Optimizer:
 
     def _entry_state_names(self, hyperparameters: dict[str, Any], param: np.ndarray) -> set[str]:
         """The buffers an entry with these hyperparameters and this parameter holds once it has
-        taken a step (Adafactor's depend on the parameter's dimensions too)."""
-        return self._buffer_names(hyperparameters)
+        taken a step (Adafactor's depend on the parameter's dimensions too; ``master_param``
+        with master weights)."""
+        master = {"master_param"} if hyperparameters.get("master_weights") else set()
+        return self._buffer_names(hyperparameters) | master
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the optimizer: deep copies, nothing aliased to live buffers.
@@ -1027,7 +1199,7 @@ class Optimizer:
                 if not isinstance(array, np.ndarray):
                     raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(array)}")
                 check_plain_array(where, array)
-                shape, dtype = self._buffer_layout(name, param)
+                shape, dtype = self._buffer_layout(name, param, hyper)
                 if array.shape != shape or array.dtype != dtype:
                     raise ValueError(
                         f"{where} has shape {array.shape} and dtype {array.dtype}, but params[{index}] "
@@ -1051,6 +1223,14 @@ class Optimizer:
         self.state = new_state
         self.initial_lrs = initial_lrs
         self._plan = None
+
+
+def state_dtype_of(hyper: Mapping[str, Any], dtype: np.dtype) -> np.dtype:
+    """The dtype of the state buffers of an entry with parameters of ``dtype``: its
+    ``state_dtype``, float32 with ``master_weights``, else the parameters' own."""
+    if hyper.get("state_dtype") is not None:
+        return np.dtype(hyper["state_dtype"])
+    return np.dtype(np.float32) if hyper.get("master_weights") else dtype
 
 
 def _warn_if_eps_underflows(where: str, hyper: Mapping[str, Any], dtype: np.dtype) -> None:
@@ -1161,6 +1341,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+#: Options a repr leaves out at their default value (fused=False, state_dtype=None,
+#: master_weights=False: the arithmetic of torch's default path).
+_QUIET_DEFAULTS = {"fused": False, "state_dtype": None, "master_weights": False}
 _PARAMS_AND_GRAD = operator.itemgetter("params", "grad")
 _BASE = operator.attrgetter("base")
 _NOT_HYPERPARAMETERS = SCHEDULER_KEYS | {"params", "grad"}

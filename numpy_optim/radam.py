@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma_exact
-from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
 class RAdamStep(NamedTuple):
@@ -240,6 +240,7 @@ class RAdam(Optimizer):
     _n_scratch = 3
     _buffer_order = ("exp_avg", "exp_avg_sq")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "betas": lambda name, value: check_betas(value),
         "eps": check_nonnegative,
@@ -258,11 +259,14 @@ class RAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
         )
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

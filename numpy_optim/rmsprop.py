@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
-from .optimizer import Optimizer, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_bool, check_nonnegative
 
 
 class RMSpropStep(NamedTuple):
@@ -251,6 +251,7 @@ class RMSprop(Optimizer):
     _n_scratch = 2
     _buffer_order = ("square_avg", "momentum_buffer", "grad_avg")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "alpha": check_nonnegative,
         "eps": check_nonnegative,
@@ -270,11 +271,15 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
             maximize=maximize,
         )
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from .optimizer import Optimizer, _real, check_bool, check_nonnegative
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, _real, check_bool, check_nonnegative
 
 
 class RpropStep(NamedTuple):
@@ -212,6 +212,7 @@ class Rprop(Optimizer):
     _n_scratch = 3
     _buffer_order = ("prev", "step_size")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
         "lr": check_nonnegative,
         "etas": check_etas,
         "step_sizes": check_step_sizes,
@@ -226,8 +227,11 @@ class Rprop(Optimizer):
         step_sizes: tuple[float, float] = (1e-6, 50),
         *,
         maximize: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, maximize=maximize)
+        defaults.update(state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:

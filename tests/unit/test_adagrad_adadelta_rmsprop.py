@@ -338,26 +338,31 @@ def test_boundary_values_torch_accepts_are_accepted(cls, kwargs):
     assert opt.state["step"] == 1
 
 
+#: numpy_optim's low-precision options (issue 13), after torch's arguments.
+LOW_PRECISION = [("state_dtype", None), ("master_weights", False)]
+
+
 @pytest.mark.parametrize("cls, expected", [
     (Adagrad, [("lr", 0.01), ("lr_decay", 0), ("weight_decay", 0), ("initial_accumulator_value", 0),
-               ("eps", 1e-10), ("maximize", False)]),
-    (Adadelta, [("lr", 1.0), ("rho", 0.9), ("eps", 1e-6), ("weight_decay", 0), ("maximize", False)]),
+               ("eps", 1e-10), ("maximize", False), ("fused", False), *LOW_PRECISION]),
+    (Adadelta, [("lr", 1.0), ("rho", 0.9), ("eps", 1e-6), ("weight_decay", 0), ("maximize", False), *LOW_PRECISION]),
     (RMSprop, [("lr", 0.01), ("alpha", 0.99), ("eps", 1e-8), ("weight_decay", 0), ("momentum", 0),
-               ("centered", False), ("maximize", False)]),
+               ("centered", False), ("maximize", False), *LOW_PRECISION]),
 ], ids=["Adagrad", "Adadelta", "RMSprop"])
 def test_signature_is_torchs_without_its_switches(cls, expected):
     parameters = list(inspect.signature(cls).parameters.values())
     assert parameters[0].name == "params"
     assert [(p.name, p.default) for p in parameters[1:]] == expected
     keyword_only = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
-    assert keyword_only == {Adagrad: {"maximize"}, Adadelta: {"maximize"}, RMSprop: set()}[cls]
+    ours = {"state_dtype", "master_weights"}  # numpy_optim's own options, keyword-only
+    assert keyword_only == {Adagrad: {"maximize", "fused"} | ours, Adadelta: {"maximize"} | ours, RMSprop: ours}[cls]
 
 
 def test_torch_only_switches_are_refused():
     with pytest.raises(TypeError, match="foreach"):
         Adagrad(two_entries(), foreach=True)
-    with pytest.raises(ValueError, match="'fused'"):
-        Adagrad([{**two_entries()[0], "fused": True}])
+    with pytest.raises(ValueError, match="'foreach'"):
+        Adagrad([{**two_entries()[0], "foreach": True}])
     with pytest.raises(TypeError, match="capturable"):
         RMSprop(two_entries(), capturable=False)
 
@@ -366,7 +371,7 @@ def test_rmsprop_positional_order_is_torchs():
     e = two_entries()
     opt = RMSprop(e, 0.02, 0.9, 1e-6, 0.1, 0.5, True, True)
     assert opt.defaults == {"lr": 0.02, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.1, "momentum": 0.5,
-                            "centered": True, "maximize": True}
+                            "centered": True, "maximize": True, "state_dtype": None, "master_weights": False}
 
 
 # ----- per-entry overrides, state dicts -----------------------------------------------------

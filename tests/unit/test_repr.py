@@ -110,11 +110,14 @@ def test_every_optimizer_shows_its_class_defaults_entries_and_step(cls):
         if name == "params":
             continue
         value = parameter.default
+        if name in ("fused", "state_dtype", "master_weights"):  # left out at their defaults (torch's arithmetic)
+            assert value in (False, None) and f"{name}=" not in text, (name, text)
+            continue
         if cls is numpy_optim.LBFGS and name == "max_eval":
             value = 20 * 5 // 4  # None: max_iter * 5 // 4, as in torch
         assert f"{name}={value!r}" in text or f"{name}={floats(value)!r}" in text, (name, text)
     for name in optimizer.defaults:  # AdamW's decoupled_weight_decay=True too
-        assert f"{name}=" in text
+        assert f"{name}=" in text or name in ("fused", "state_dtype", "master_weights")
     assert text.endswith("; 2 entries, step 0)")
     one_step(optimizer)
     one_step(optimizer)
