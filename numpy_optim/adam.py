@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from ._backend import view
 from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
-from .optimizer import Optimizer, check_betas, check_bool, check_nonnegative
+from ._fused import body_length, check_compute_dtype, fma_double, lanes
+from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_fused, check_nonnegative
 
 
 class AdamStep(NamedTuple):
@@ -171,6 +173,208 @@ def adam_compiled(
     return kernel
 
 
+# --------------------------------------------------------------------------------------
+# fused=True: torch's fused CPU kernel (../shared/reference/torch-fused-kernels.md)
+# --------------------------------------------------------------------------------------
+
+#: Work arrays :func:`adam_fused_update_` needs (and for float32 one float64 row more).
+ADAM_FUSED_SCRATCH = 3
+
+
+class AdamFusedStep(NamedTuple):
+    """The scalars of one fused Adam / AdamW step: flags (bools) first, then the constants
+    (floats, in double: the caller casts them to the arrays' dtype, as torch does)."""
+
+    maximize: bool
+    decoupled: bool  # weight_decay != 0 and AdamW: shrink the parameter
+    coupled: bool  # weight_decay != 0 and Adam: L2 folded into the gradient
+    low_weight: bool  # |D(1 - beta1)| < 0.5: torch's lerp branch
+    amsgrad: bool
+    half: bool  # float16 / bfloat16 parameters (computed in float32): 16 lanes
+    weight_decay: float
+    decay: float  # fma(-lr, weight_decay, 1.0) in double, rounded once
+    weight: float  # 1 - beta1
+    weight_minus_one: float  # D(1 - beta1) - 1 (exact)
+    beta2: float
+    one_minus_beta2: float  # 1 - beta2
+    bias_correction2_sqrt: float  # sqrt(1 - beta2**t)
+    eps: float
+    neg_step_size: float  # -lr / (1 - beta1**t)
+
+
+def adam_fused_step(
+    *, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool,
+    maximize: bool, decoupled_weight_decay: bool, dtype: np.dtype, half: np.dtype | None,
+) -> AdamFusedStep:
+    """The scalars of fused step ``step`` (the first is 1), in double as torch computes
+    them: ``1 - beta**t`` with ``t`` the float step (libm pow), ``sqrt`` of the second bias
+    correction, and AdamW's ``1 - lr * weight_decay`` contracted into one fma (as GCC
+    compiles it). ``dtype`` is the arrays' (float32 or float64); ``half`` the parameters'
+    dtype when it is float16 / bfloat16 (then ``dtype`` is float32), else None."""
+    compute, storage = check_compute_dtype(dtype, half)
+    weight = 1 - beta1
+    bias_correction1 = 1 - beta1 ** float(step)
+    bias_correction2 = 1 - beta2 ** float(step)
+    return AdamFusedStep(
+        maximize=maximize, decoupled=weight_decay != 0 and decoupled_weight_decay,
+        coupled=weight_decay != 0 and not decoupled_weight_decay,
+        low_weight=abs(as_dtype_scalar(weight, compute)) < 0.5, amsgrad=amsgrad, half=storage is not None,
+        weight_decay=weight_decay, decay=fma_double(-lr, weight_decay, 1.0), weight=weight,
+        weight_minus_one=as_dtype_scalar(weight, compute) - 1, beta2=beta2, one_minus_beta2=1 - beta2,
+        bias_correction2_sqrt=math.sqrt(bias_correction2), eps=eps, neg_step_size=-(lr / bias_correction1),
+    )
+
+
+def adam_fused_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdamFusedStep) -> None:
+    r"""One Adam / AdamW step as torch's fused CPU kernel computes it (``fused=True``), in place.
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``: 1-d, C-contiguous, one
+        length and dtype (float32 or float64; for float16 / bfloat16 parameters float32
+        copies, rounded back by the caller after the call); all but ``grad`` are updated
+        in place. The vector body is the first ``n - n % lanes`` elements (16 for
+        ``k.half``, else 8 float32, 4 float64), so a part of a parameter must start a
+        multiple of 64 elements from its start, and only its last part may hold its tail.
+    scratch : list of ndarray
+        :data:`ADAM_FUSED_SCRATCH` work arrays ``t``, ``d``, ``u`` of that length and
+        dtype, and for float32 a float64 one more (the work row of
+        :func:`numpy_optim._fma.fma`).
+    k : AdamFusedStep
+        The step's flags and scalars (:func:`adam_fused_step`).
+
+    Notes
+    -----
+    With :math:`D(x)` the double :math:`x` cast to the arrays' dtype, every fma rounded
+    once, :math:`W = D(1 - \beta_1)`, :math:`c_2 = D(1 - \beta_2)`:
+
+    .. math::
+
+        g &\leftarrow -g \ \text{if maximize} \\
+        \theta &\leftarrow \theta\, D(\operatorname{fma}(-\alpha, \lambda, 1)) \ \text{(AdamW)} \\
+        g &\leftarrow \operatorname{fma}(\theta, D(\lambda), g) \ \text{(Adam with L2)} \\
+        m &\leftarrow \operatorname{fma}(W, g - m, m) \ \text{if } |W| < 0.5,
+             \text{ else } \operatorname{fma}(W - 1, g - m, g) \\
+        v &\leftarrow \text{body } \operatorname{fma}(g\,c_2, g, v\,D(\beta_2)), \
+             \text{tail } \operatorname{fma}(v, D(\beta_2), (c_2 g) g) \\
+        \hat v &\leftarrow \max(\hat v, v) \ \text{if amsgrad, else } v \\
+        \theta &\leftarrow \theta + D(-\alpha / (1 - \beta_1^t))\, m \,/\,
+             (\sqrt{\hat v} / D(\sqrt{1 - \beta_2^t}) + D(\epsilon))
+
+    For float16 / bfloat16 parameters every value stays float32 within the step (torch's
+    opmath) and is rounded to the parameters' dtype only when stored.
+    """
+    n = len(arrays[0])
+    body = body_length(n, lanes(arrays[0].dtype, k.half))
+    for part, tail in ((slice(0, body), False), (slice(body, n), True)):
+        if part.start < part.stop:
+            _adam_fused_part([a[part] for a in arrays], [s[part] for s in scratch], k, tail)
+
+
+def _adam_fused_part(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdamFusedStep, tail: bool) -> None:
+    """:func:`adam_fused_update_` on the vector body, or (``tail``) on the scalar tail."""
+    param, grad, exp_avg, exp_avg_sq = arrays[:4]
+    t, d, u = scratch[:3]
+    w = scratch[3] if len(scratch) > 3 else None  # fma's float64 work row for float32
+    if k.maximize:
+        grad = np.negative(grad, u)
+    if k.decoupled:
+        np.multiply(param, k.decay, param)  # AdamW: the parameter shrinks first, before the moments
+    if k.coupled:
+        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # grad.add(param, alpha=wd): one fma
+    np.subtract(grad, exp_avg, t)  # m: torch's lerp(m, g, W)
+    if k.low_weight:
+        fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
+    else:
+        fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    if tail:  # the scalar tail: fma(v, beta2, ((1 - beta2) * g) * g)
+        np.multiply(k.one_minus_beta2, grad, t)
+        np.multiply(t, grad, t)
+        fma(exp_avg_sq, k.beta2, t, exp_avg_sq, work=w, exact=True)
+    else:  # the vector body: fma(g * (1 - beta2), g, v * beta2)
+        np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
+        np.multiply(k.one_minus_beta2, grad, t)
+        fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True)
+    second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4]) if k.amsgrad else exp_avg_sq
+    np.sqrt(second_moment, d)  # sqrt(v) / sqrt(bc2) + eps: eps after the bias correction
+    np.divide(d, k.bias_correction2_sqrt, d)
+    np.add(d, k.eps, d)
+    np.multiply(k.neg_step_size, exp_avg, t)  # param += (-step_size * m) / denom
+    np.divide(t, d, t)
+    np.add(param, t, param)
+
+
+def adam_fused_compiled(
+    maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, amsgrad: bool, half: bool,
+) -> Callable[..., None]:
+    """The compiled kernel: :func:`adam_fused_update_`'s lines as a loop over the vector
+    body, then one over the scalar tail, of every row of ``table`` (length, then the
+    addresses of ``param``, ``grad``, ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq``).
+    ``constants`` holds :class:`AdamFusedStep`'s float fields in the arrays' dtype, and
+    every row starts a multiple of 64 elements from its parameter's start."""
+
+    def kernel(table: Any, constants: Any) -> None:
+        weight_decay, decay, weight, weight_minus_one = constants[0], constants[1], constants[2], constants[3]
+        beta2, one_minus_beta2, bias_correction2_sqrt = constants[4], constants[5], constants[6]
+        eps, neg_step_size = constants[7], constants[8]
+        width = 16 if half else 8 if constants.itemsize == 4 else 4  # lanes(dtype, half)
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            exp_avg, exp_avg_sq = view(table[row, 3], n, constants), view(table[row, 4], n, constants)
+            max_exp_avg_sq = view(table[row, 5], n, constants)
+            body = n - n % width  # body_length(n, lanes)
+            for i in range(body):  # the vector body
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decoupled:
+                    p = p * decay  # np.multiply(param, decay, param)
+                if coupled:
+                    g = scalar_fma_exact(p, weight_decay, g)  # fma(param, weight_decay, grad)
+                t = g - exp_avg[i]  # np.subtract(grad, exp_avg)
+                if low_weight:
+                    m = scalar_fma_exact(t, weight, exp_avg[i])  # fma(t, weight, exp_avg)
+                else:
+                    m = scalar_fma_exact(t, weight_minus_one, g)  # fma(t, weight - 1, grad)
+                v = scalar_fma_exact(one_minus_beta2 * g, g, exp_avg_sq[i] * beta2)  # multiply, multiply, fma
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                if amsgrad:
+                    vmax = max_exp_avg_sq[i]
+                    v = vmax if vmax > v or vmax != vmax else v  # np.maximum: NaN first, on a tie the second
+                    max_exp_avg_sq[i] = v
+                d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
+                param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
+            for i in range(body, n):  # the scalar tail: the same lines but v's
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g
+                if decoupled:
+                    p = p * decay
+                if coupled:
+                    g = scalar_fma_exact(p, weight_decay, g)
+                t = g - exp_avg[i]
+                if low_weight:
+                    m = scalar_fma_exact(t, weight, exp_avg[i])
+                else:
+                    m = scalar_fma_exact(t, weight_minus_one, g)
+                v = scalar_fma_exact(exp_avg_sq[i], beta2, (one_minus_beta2 * g) * g)  # multiply, multiply, fma
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                if amsgrad:
+                    vmax = max_exp_avg_sq[i]
+                    v = vmax if vmax > v or vmax != vmax else v
+                    max_exp_avg_sq[i] = v
+                d = np.sqrt(v) / bias_correction2_sqrt + eps
+                param[i] = p + (neg_step_size * m) / d
+
+    return kernel
+
+
 class Adam(Optimizer):
     r"""Adam, with optional L2 weight decay folded into the gradient ("Adam + L2").
 
@@ -229,8 +433,13 @@ class Adam(Optimizer):
     _kernel = staticmethod(adam_update_)
     _kernel_factory = staticmethod(adam_compiled)
     _n_scratch = 3
+    _fused_kernel = staticmethod(adam_fused_update_)
+    _fused_kernel_factory = staticmethod(adam_fused_compiled)
+    _fused_n_scratch = ADAM_FUSED_SCRATCH
     _buffer_order = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
+        "fused": check_fused,
         "lr": check_nonnegative,
         "betas": lambda name, value: check_betas(value),
         "eps": check_nonnegative,
@@ -251,15 +460,28 @@ class Adam(Optimizer):
         maximize: bool = False,
         *,
         decoupled_weight_decay: bool = False,
+        fused: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
         )
+        defaults.update(fused=fused, state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
         return {"exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
+
+    def _fused_scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype,
+                       half: np.dtype | None) -> AdamFusedStep:
+        beta1, beta2 = hyper["betas"]
+        return adam_fused_step(
+            step=step, lr=hyper["lr"], beta1=beta1, beta2=beta2, eps=hyper["eps"],
+            weight_decay=hyper["weight_decay"], amsgrad=hyper["amsgrad"], maximize=hyper["maximize"],
+            decoupled_weight_decay=hyper["decoupled_weight_decay"], dtype=dtype, half=half,
+        )
 
     def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> AdamStep:
         beta1, beta2 = hyper["betas"]
@@ -325,5 +547,12 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        fused: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True, fused=fused,
+            state_dtype=state_dtype, master_weights=master_weights,
+        )

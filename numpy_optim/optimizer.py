@@ -1024,7 +1024,8 @@ class Optimizer:
         if not back:
             return update
 
-        def update_and_round_back() -> None:
+        def update_and_round_back(copies: list[tuple[np.ndarray, ...]] = items) -> None:
+            # (``copies``: kept alive while the call exists; the compiled table holds only addresses)
             update()
             for array, copy in back:
                 np.copyto(array, copy.reshape(array.shape), casting="unsafe")  # rounded to nearest, ties to even

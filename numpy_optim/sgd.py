@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._backend import view
-from ._fma import fma, scalar_fma
-from .optimizer import Optimizer, check_bool, check_finite, check_nonnegative
+from ._fma import fma, scalar_fma, scalar_fma_exact
+from ._fused import body_length, check_compute_dtype, lanes
+from .optimizer import (
+    LOW_PRECISION_VALIDATORS,
+    Optimizer,
+    check_bool,
+    check_finite,
+    check_fused,
+    check_nonnegative,
+    is_half,
+)
 
 
 class SGDStep(NamedTuple):
@@ -111,6 +120,157 @@ def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, ne
     return kernel
 
 
+# --------------------------------------------------------------------------------------
+# fused=True: torch's fused CPU kernel (../shared/reference/torch-fused-kernels.md)
+# --------------------------------------------------------------------------------------
+
+#: Work arrays :func:`sgd_fused_update_` needs (and for float32 one float64 row more).
+SGD_FUSED_SCRATCH = 2
+
+
+class SGDFusedStep(NamedTuple):
+    """The scalars of one fused SGD step: flags (bools) first, then the constants (floats,
+    in double: the caller casts them to the arrays' dtype, as torch does)."""
+
+    maximize: bool
+    decay: bool  # weight_decay != 0
+    momentum_on: bool  # momentum != 0
+    first: bool  # the momentum buffers were created this step
+    nesterov: bool
+    weight_decay: float
+    momentum: float
+    one_minus_dampening: float  # 1 - dampening
+    neg_lr: float  # -lr
+
+
+def sgd_fused_step(
+    *, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
+    first: bool, dtype: np.dtype,
+) -> SGDFusedStep:
+    """The scalars of a fused SGD step, in double as torch computes them (``1 - dampening``
+    and ``-lr``, nothing contracted). ``dtype`` is the arrays' (float32 or float64): torch's
+    fused SGD on float16 / bfloat16 parameters is defective (module notes) and not offered."""
+    check_compute_dtype(dtype, None)
+    return SGDFusedStep(
+        maximize=maximize, decay=weight_decay != 0, momentum_on=momentum != 0, first=first, nesterov=nesterov,
+        weight_decay=weight_decay, momentum=momentum, one_minus_dampening=1 - dampening, neg_lr=-lr,
+    )
+
+
+def sgd_fused_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: SGDFusedStep) -> None:
+    r"""One SGD step as torch's fused CPU kernel computes it (``fused=True``), in place.
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        ``[param, grad(, momentum_buffer)]``: 1-d, C-contiguous, one length and dtype
+        (float32 or float64); ``param`` and the buffer are updated in place. The vector
+        body is the first ``n - n % lanes`` elements (8 float32, 4 float64), so a part
+        of a parameter must start a multiple of 64 elements from its start, and only its
+        last part may hold its tail.
+    scratch : list of ndarray
+        :data:`SGD_FUSED_SCRATCH` work arrays of that length and dtype, and for float32 a
+        float64 one more (the work row of :func:`numpy_optim._fma.fma`).
+    k : SGDFusedStep
+        The step's flags and scalars (:func:`sgd_fused_step`).
+
+    Notes
+    -----
+    With :math:`D(x)` the double :math:`x` cast to the arrays' dtype and every fma rounded
+    once (torch's hardware FMA):
+
+    .. math::
+
+        g &\leftarrow -g \ \text{if maximize} \\
+        g &\leftarrow \operatorname{fma}(\theta, D(\lambda), g) \ \text{if } \lambda \ne 0 \\
+        b &\leftarrow g \ \text{at the first step; else body }
+             \operatorname{fma}(D(1 - \tau), g, b\,D(\mu)), \
+             \text{tail } \operatorname{fma}(b, D(\mu), g\,D(1 - \tau)) \\
+        g &\leftarrow \operatorname{fma}(b, D(\mu), g) \ \text{if Nesterov, else } b \\
+        \theta &\leftarrow \operatorname{fma}(g, D(-\alpha), \theta)
+
+    torch's float16 / bfloat16 kernel never stores the body's parameters (the defect
+    tests/unit/test_fused_kernels.py pins), so numpy_optim offers float32 and float64 only.
+    """
+    n = len(arrays[0])
+    body = body_length(n, lanes(arrays[0].dtype, False))
+    for part, tail in ((slice(0, body), False), (slice(body, n), True)):
+        if part.start < part.stop:
+            _sgd_fused_part([a[part] for a in arrays], [s[part] for s in scratch], k, tail)
+
+
+def _sgd_fused_part(arrays: list[np.ndarray], scratch: list[np.ndarray], k: SGDFusedStep, tail: bool) -> None:
+    """:func:`sgd_fused_update_` on the vector body, or (``tail``) on the scalar tail."""
+    param, grad = arrays[:2]
+    t, u = scratch[:2]
+    w = scratch[2] if len(scratch) > 2 else None  # fma's float64 work row for float32
+    if k.maximize:
+        grad = np.negative(grad, u)
+    if k.decay:
+        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # grad.add(param, alpha=wd): one fma
+    if k.momentum_on:
+        buf = arrays[2]
+        if k.first:
+            np.copyto(buf, grad)  # the first step copies the gradient; dampening is NOT applied
+        elif tail:  # the scalar tail: fma(buf, momentum, grad * (1 - dampening))
+            np.multiply(grad, k.one_minus_dampening, t)
+            fma(buf, k.momentum, t, buf, work=w, exact=True)
+        else:  # the vector body: fma(1 - dampening, grad, buf * momentum)
+            np.multiply(buf, k.momentum, buf)
+            fma(grad, k.one_minus_dampening, buf, buf, work=w, exact=True)
+        grad = fma(buf, k.momentum, grad, u, work=w, exact=True) if k.nesterov else buf
+    fma(grad, k.neg_lr, param, param, work=w, exact=True)  # param.add_(grad, alpha=-lr): one fma
+
+
+def sgd_fused_compiled(
+    maximize: bool, decay: bool, momentum_on: bool, first: bool, nesterov: bool,
+) -> Callable[..., None]:
+    """The compiled kernel: :func:`sgd_fused_update_`'s lines as a loop over the vector
+    body, then one over the scalar tail, of every row of ``table`` (length, then the
+    addresses of ``param``, ``grad`` and ``momentum_buffer``). ``constants`` holds
+    :class:`SGDFusedStep`'s float fields in the arrays' dtype (float32 or float64), and
+    every row starts a multiple of 64 elements from its parameter's start."""
+
+    def kernel(table: Any, constants: Any) -> None:
+        weight_decay, momentum, one_minus_dampening, neg_lr = constants[0], constants[1], constants[2], constants[3]
+        width = 8 if constants.itemsize == 4 else 4  # lanes(dtype, False)
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            buf = view(table[row, 3], n, constants)
+            body = n - n % width  # body_length(n, lanes)
+            for i in range(body):  # the vector body
+                g = grad[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decay:
+                    g = scalar_fma_exact(param[i], weight_decay, g)  # fma(param, weight_decay, grad)
+                if momentum_on:
+                    if first:
+                        b = g  # np.copyto(buf, grad)
+                    else:
+                        b = scalar_fma_exact(g, one_minus_dampening, buf[i] * momentum)  # multiply, then fma
+                    buf[i] = b
+                    g = scalar_fma_exact(b, momentum, g) if nesterov else b  # fma(buf, momentum, grad) or buf
+                param[i] = scalar_fma_exact(g, neg_lr, param[i])  # fma(grad, -lr, param)
+            for i in range(body, n):  # the scalar tail: the same lines but the buffer's
+                g = grad[i]
+                if maximize:
+                    g = -g
+                if decay:
+                    g = scalar_fma_exact(param[i], weight_decay, g)
+                if momentum_on:
+                    if first:
+                        b = g
+                    else:
+                        b = scalar_fma_exact(buf[i], momentum, g * one_minus_dampening)  # multiply, then fma
+                    buf[i] = b
+                    g = scalar_fma_exact(b, momentum, g) if nesterov else b
+                param[i] = scalar_fma_exact(g, neg_lr, param[i])
+
+    return kernel
+
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent, optionally with (Nesterov) momentum.
 
@@ -163,8 +323,13 @@ class SGD(Optimizer):
     _kernel = staticmethod(sgd_update_)
     _kernel_factory = staticmethod(sgd_compiled)
     _n_scratch = 2
+    _fused_kernel = staticmethod(sgd_fused_update_)
+    _fused_kernel_factory = staticmethod(sgd_fused_compiled)
+    _fused_n_scratch = SGD_FUSED_SCRATCH
     _buffer_order = ("momentum_buffer",)
     _validators = {
+        **LOW_PRECISION_VALIDATORS,
+        "fused": check_fused,
         "lr": check_nonnegative,
         "momentum": check_nonnegative,
         "dampening": check_finite,
@@ -182,11 +347,16 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
         maximize: bool = False,
+        *,
+        fused: bool = False,
+        state_dtype: Any = None,
+        master_weights: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
             nesterov=nesterov, maximize=maximize,
         )
+        defaults.update(fused=fused, state_dtype=state_dtype, master_weights=master_weights)
         super().__init__(params, defaults)
 
     def _check_combination(self, hyper: dict[str, Any]) -> None:
@@ -196,8 +366,26 @@ class SGD(Optimizer):
                 f"momentum={hyper['momentum']!r}, dampening={hyper['dampening']!r}"
             )
 
+    def _check_dtype(self, hyper: Mapping[str, Any], dtype: np.dtype) -> None:
+        super()._check_dtype(hyper, dtype)
+        if hyper["fused"] and is_half(dtype) and hyper["state_dtype"] is None and not hyper["master_weights"]:
+            raise ValueError(
+                f"SGD(fused=True) is refused for {dtype} parameters: torch 2.13's fused CPU SGD never updates "
+                f"the vector body of float16 / bfloat16 parameters (only the last n % 16 elements of each "
+                f"change), a defect numpy_optim does not copy; use fused=False (torch's single-tensor "
+                f"arithmetic), or master_weights=True (fused arithmetic on a float32 master copy)"
+            )
+
     def _buffer_names(self, hyper: dict[str, Any]) -> set[str]:
         return {"momentum_buffer"} if hyper["momentum"] != 0 else set()
+
+    def _fused_scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype,
+                       half: np.dtype | None) -> SGDFusedStep:
+        return sgd_fused_step(
+            lr=hyper["lr"], momentum=hyper["momentum"], dampening=hyper["dampening"],
+            weight_decay=hyper["weight_decay"], nesterov=hyper["nesterov"], maximize=hyper["maximize"], first=first,
+            dtype=dtype,
+        )
 
     def _scalars(self, hyper: dict[str, Any], step: int, first: bool, dtype: np.dtype) -> SGDStep:
         return SGDStep(
