@@ -53,5 +53,26 @@ __all__ = [
     "clip_grad_value_",
     "clip_grads_with_norm_",
     "get_total_norm",
+    "memory",
+    "estimate_training_memory",
+    "memory_table",
+    "state_bytes",
+    "quantization",
 ]
+
+#: Names imported on first use (PEP 562), so that ``python -m numpy_optim.memory`` runs the
+#: module once, not after ``import numpy_optim`` has already imported it.
+_LAZY = {"memory": ("memory", None), "quantization": ("quantization", None),
+         "estimate_training_memory": ("memory", "estimate_training_memory"),
+         "memory_table": ("memory", "memory_table"), "state_bytes": ("memory", "state_bytes")}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'numpy_optim' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    return module if attribute is None else getattr(module, attribute)
 __version__ = "0.1.0"

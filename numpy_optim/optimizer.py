@@ -1064,7 +1064,8 @@ class Optimizer:
             if name == "master_param":
                 buffer = like.astype(dtype)  # exact: float16 and bfloat16 widen to float32 exactly
             else:
-                buffer = np.zeros(shape, dtype) if fill == 0.0 else np.full(shape, fill, dtype)
+                # (torch fills a half tensor with the float32 value, rounded: float32 first)
+                buffer = np.zeros(shape, dtype) if fill == 0.0 else np.full(shape, _opmath(fill, dtype), dtype)
             buffers = self.state.setdefault(index, {})  # (after the allocation: it may fail)
             buffers[name] = buffer
             if self._created is not None:
@@ -1224,6 +1225,12 @@ class Optimizer:
         self.state = new_state
         self.initial_lrs = initial_lrs
         self._plan = None
+
+
+def _opmath(value: float, dtype: np.dtype) -> Any:
+    """A Python float as torch hands it to a kernel of ``dtype``: through float32 for
+    float16 / bfloat16 (its "opmath" type), unchanged otherwise."""
+    return np.float32(value) if is_half(dtype) else value
 
 
 def state_dtype_of(hyper: Mapping[str, Any], dtype: np.dtype) -> np.dtype:
