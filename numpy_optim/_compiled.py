@@ -195,3 +195,100 @@ def kernel(factory: Callable[..., Callable[..., None]], flags: tuple[bool, ...])
     if compiled is None:
         compiled = _kernels[key] = numba.njit(**JIT_OPTIONS)(factory(*flags))
     return compiled
+
+
+# --------------------------------------------------------------------------------------
+# Rounding float32 to float16 / bfloat16 precision: _fma.round_to_float16, round_to_bfloat16
+# --------------------------------------------------------------------------------------
+# numba has no float16 or bfloat16 type on the CPU, so these round the float32 bit pattern
+# as an integer: with m = |x|'s bits and d the number of significand bits dropped,
+# RNE(m) = (m + 2**(d-1) - 1 + bit d of m) with the low d bits cleared (round to nearest,
+# ties to the even kept part; a carry moves into the exponent, as it should). numba widens
+# the int32 pattern to int64 for the arithmetic; no branches (_select), so loops vectorize.
+
+
+@intrinsic
+def _bits32(typingctx: Any, x: Any) -> Any:
+    """The int32 bit pattern of a float32 (a reinterpreting cast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _float32(typingctx: Any, x: Any) -> Any:
+    """The float32 with this int32 bit pattern."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+_F32_INF, _F32_QNAN = 0x7F800000, 0x7FC00000
+_F16_OVERFLOW = 0x47800000  # 2**16: a float16 rounding at or above it (|x| >= 65520) is inf
+_F16_HALF_SPACING, _F16_SPACING = 0x33000000, 0x33800000  # 2**-25, 2**-24 (float16's smallest subnormal)
+
+
+@overload(_fma.round_to_float16, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
+def _round_to_float16(x):
+    if x != types.float32:
+        return None
+
+    def round_to_float16(x):
+        bits = _bits32(x)
+        m = bits & 0x7FFFFFFF
+        sign = bits ^ m  # the sign bit (sign-extended)
+        e = m >> 23  # the biased exponent: |x| in [2**(e-127), 2**(e-126))
+        # d: 13 where float16 is normal (|x| >= 2**-14, e >= 113: 23 - 10 fraction bits);
+        # 126 - e on float16's subnormal grid (spacing 2**-24 = bit d's weight 2**(e-150+d)),
+        # down to |x| >= 2**-24 (e = 103, d = 23: the implicit bit is kept, it is odd)
+        d = _select(e > 113, 13, _select(e < 103, 23, 126 - e))
+        r = (m + ((1 << (d - 1)) - 1) + ((m >> d) & 1)) & -(1 << d)  # RNE(m) at bit d
+        # |x| < 2**-24 (e <= 102, float32 subnormals and zero too): 2**-24 above 2**-25, else 0 (the tie is even)
+        r = _select(e <= 102, _select(m > _F16_HALF_SPACING, _F16_SPACING, 0), r)
+        r = _select(r >= _F16_OVERFLOW, _F32_INF, r)  # beyond 65504: inf (inf stays inf)
+        r = _select(m > _F32_INF, _F32_QNAN, r)  # NaN: the quiet NaN
+        return _float32(np.int32(r | sign))
+
+    return round_to_float16
+
+
+@overload(_fma.round_to_bfloat16, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
+def _round_to_bfloat16(x):
+    if x != types.float32:
+        return None
+
+    def round_to_bfloat16(x):  # ml_dtypes' rule: RNE at bit 16 for every finite x, subnormals too
+        bits = _bits32(x)
+        m = bits & 0x7FFFFFFF
+        sign = bits ^ m
+        r = (m + 0x7FFF + ((m >> 16) & 1)) & -0x10000  # RNE(m) at bit 16; past 0x7F7F7FFF it carries to inf
+        r = _select(m > _F32_INF, _F32_QNAN, r)  # NaN: the quiet NaN, as ml_dtypes gives
+        return _float32(np.int32(r | sign))
+
+    return round_to_bfloat16
+
+
+@overload(_fma.half_round, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
+def _half_round(x, float16, bfloat16):
+    def half_round(x, float16, bfloat16):  # (the flags are the kernels' compile-time constants)
+        if float16:
+            return _fma.round_to_float16(x)
+        if bfloat16:
+            return _fma.round_to_bfloat16(x)
+        return x
+
+    return half_round
+
+
+@overload(_fma.tail_or_fma, jit_options=JIT_OPTIONS)  # type: ignore[arg-type]
+def _tail_or_fma(tail, b, alpha, a, float16, bfloat16):
+    def tail_or_fma(tail, b, alpha, a, float16, bfloat16):
+        if tail:
+            return a + _fma.half_round(alpha * b, float16, bfloat16)
+        return _fma.scalar_fma_exact(b, alpha, a)
+
+    return tail_or_fma

@@ -331,3 +331,129 @@ def lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
         fma(d, w, start, start, exact=True)
     else:
         fma(d, w - start.dtype.type(1), end, start, exact=True)
+
+
+# --------------------------------------------------------------------------------------
+# Rounding float32 to float16 / bfloat16 precision ("opmath" results stored to half types).
+# The scalar forms are the reference; numpy_optim._compiled registers numba implementations
+# of exactly these two names (integer rounding on the float32 bits: numba has no float16 or
+# bfloat16 type on the CPU). Arrays go through round_half_.
+# --------------------------------------------------------------------------------------
+
+
+def round_to_float16(x: Any) -> np.float32:
+    """``float32(float16(float32(x)))``: round to nearest, ties to even, with float16's
+    subnormals (spacing 2**-24) and its overflow (``|x| >= 65520`` is inf); zeros keep their
+    sign. A NaN gives the quiet NaN ``0x7FC00000`` with its sign (NumPy's own cast can keep a
+    signaling payload).
+
+    >>> [float(round_to_float16(v)) for v in (1 + 2**-11, 65519.99, 65520.0, 3 * 2**-25)]
+    [1.0, 65504.0, inf, 1.1920928955078125e-07]
+    """
+    x = np.float32(x)
+    with np.errstate(over="ignore"):
+        r = np.float32(np.float16(x))
+    return np.copysign(np.float32(np.nan), x) if np.isnan(r) else r
+
+
+def round_to_bfloat16(x: Any) -> np.float32:
+    """``float32(ml_dtypes.bfloat16(float32(x)))``: the float32 bits rounded to nearest, ties
+    to even, at bit 16, subnormals by the same bit rule (ml_dtypes flushes none), overflow to
+    inf; a NaN gives ``0x7FC00000`` with its sign (ml_dtypes drops the payload). Needs ml_dtypes."""
+    import ml_dtypes
+
+    return np.float32(ml_dtypes.bfloat16(np.float32(x)))
+
+
+_HALF_STORAGE = ("float16", "bfloat16")
+
+
+def round_half_(x: np.ndarray, storage: Any, work: np.ndarray) -> None:
+    """Round the float32 array ``x`` in place to the precision of ``storage`` (``np.float16``
+    or ml_dtypes' ``bfloat16``) through ``work``, a preallocated array of that dtype and
+    ``x``'s shape: ``work = storage(x)``, ``x = float32(work)``; nothing is allocated.
+    Overflow gives inf without a warning. NaNs stay NaNs of their sign (payloads: the casts').
+
+    >>> x = np.array([1 + 2**-11, 7e4], np.float32)
+    >>> round_half_(x, np.float16, np.empty(2, np.float16))
+    >>> x
+    array([ 1., inf], dtype=float32)
+    """
+    storage = np.dtype(storage)
+    if storage.name not in _HALF_STORAGE:
+        raise ValueError(f"Invalid storage dtype: {storage} (expected float16 or bfloat16)")
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"x must be a float32 ndarray, got {type(x).__name__} {getattr(x, 'dtype', '')}".rstrip())
+    if not isinstance(work, np.ndarray) or work.dtype != storage or work.shape != x.shape:
+        raise ValueError(
+            f"Invalid work array: {getattr(work, 'dtype', type(work).__name__)} {getattr(work, 'shape', '')} "
+            f"(expected {storage} {x.shape})"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(work, x, casting="unsafe")  # the one rounding
+    np.copyto(x, work)  # exact
+
+
+# --------------------------------------------------------------------------------------
+# torch's single-tensor ops on float16 / bfloat16 tensors: each op loads half, computes in
+# float32 ("opmath") and rounds its result to half when it stores it
+# (tests/parity/test_half_single_tensor.py pins every rule against torch). The kernels run
+# on float32 copies of the half arrays with a ``float16`` or ``bfloat16`` flag, and round
+# where torch stores: store_() for arrays, half_round() in the compiled kernels.
+# --------------------------------------------------------------------------------------
+
+#: torch's vectorized CPU loop takes two 16-half vectors an iteration: the last ``n % 32``
+#: elements of a tensor (below 32,768 elements, TensorIterator's grain) run its scalar loop.
+HALF_TAIL_LANES = 32
+
+
+def half_round(x: Any, float16: bool, bfloat16: bool) -> Any:
+    """A float32 scalar rounded to float16 or bfloat16 precision (neither flag: unchanged)."""
+    if float16:
+        return round_to_float16(x)
+    return round_to_bfloat16(x) if bfloat16 else x
+
+
+def half_scalar(value: float, float16: bool, bfloat16: bool) -> float:
+    """A Python float as torch makes it a half scalar (``alpha``, ``add(s)``): through
+    float32 (``c10::Half(float)``), as a Python float."""
+    return float(half_round(np.float32(value), float16, bfloat16)) if float16 or bfloat16 else value
+
+
+def store_(x: np.ndarray, float16: bool, bfloat16: bool) -> np.ndarray:
+    """Round the float32 array ``x`` in place to float16 or bfloat16 precision, as torch
+    stores an op's result in a half tensor (neither flag: nothing). Returns ``x``."""
+    if float16 or bfloat16:
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.copyto(x, x.astype(np.float16 if float16 else "bfloat16"))
+    return x
+
+
+def add_alpha(
+    a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray, *, work: np.ndarray | None, exact: bool = False,
+    float16: bool = False, bfloat16: bool = False,
+) -> np.ndarray:
+    """torch's ``a.add(b, alpha=alpha)`` into ``out``: :func:`fma` ``(b, alpha, a)``. On half
+    tensors (a flag set; the arrays are the float32 copies of one tensor's elements, or its
+    last block) ``alpha`` is a half scalar, the vector body is the float32 FMA rounded to
+    half, and the scalar tail (the last ``n % 32`` elements) is ``h(a + h(alpha * b))``."""
+    if not (float16 or bfloat16):
+        return fma(b, alpha, a, out, work=work, exact=exact)
+    alpha = half_scalar(alpha, float16, bfloat16)
+    tail = out.size % HALF_TAIL_LANES
+    if tail:  # (before ``out``, which may be ``a`` or ``b``, is written)
+        scalar = store_(np.multiply(b[-tail:], np.float32(alpha)), float16, bfloat16)
+        store_(np.add(scalar, a[-tail:], out=scalar), float16, bfloat16)
+    store_(fma(b, alpha, a, out, work=work, exact=True), float16, bfloat16)
+    if tail:
+        out[-tail:] = scalar
+    return out
+
+
+def tail_or_fma(tail: bool, b: Any, alpha: Any, a: Any, float16: bool, bfloat16: bool) -> Any:
+    """:func:`add_alpha` on one float32 element, before its final rounding to half:
+    ``a + h(alpha * b)`` in the scalar tail, else the FMA ``b * alpha + a`` rounded once
+    (the compiled kernels' form)."""
+    if tail:
+        return np.float32(a) + half_round(np.float32(alpha) * np.float32(b), float16, bfloat16)
+    return scalar_fma_exact(np.float32(b), np.float32(alpha), np.float32(a))

@@ -8,7 +8,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import fma, scalar_fma, scalar_fma_exact
+from ._fma import (
+    HALF_TAIL_LANES,
+    add_alpha,
+    fma,
+    half_round,
+    half_scalar,
+    scalar_fma,
+    scalar_fma_exact,
+    store_,
+    tail_or_fma,
+)
 from ._fused import body_length, check_compute_dtype, fma_double, lanes, through_half
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_bool, check_fused, check_nonnegative
 
@@ -21,6 +31,8 @@ class AdagradStep(NamedTuple):
     weight_decay: float
     eps: float
     neg_clr: float  # -lr / (1 + (step - 1) * lr_decay)
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def adagrad_step(
@@ -71,19 +83,21 @@ def adagrad_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: Adag
     param, grad, state_sum = arrays[:3]
     t, u = scratch[:2]
     w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}  # (float32 copies of half arrays: store_ rounds)
     if k.maximize:
         grad = np.negative(grad, u)
-    if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
-    fma(grad, grad, state_sum, state_sum, work=w)  # torch: state_sum.addcmul_(grad, grad, value=1)
-    np.sqrt(state_sum, t)  # torch: std = state_sum.sqrt().add_(eps) (eps outside the sqrt)
-    np.add(t, k.eps, t)
+    if k.decay:  # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
+    # torch: state_sum.addcmul_(grad, grad, value=1) (on half: one float32 FMA, rounded once)
+    store_(fma(grad, grad, state_sum, state_sum, work=w, exact=k.float16 or k.bfloat16), **half)
+    store_(np.sqrt(state_sum, t), **half)  # torch: std = state_sum.sqrt().add_(eps) (eps outside the sqrt)
+    store_(np.add(t, half_scalar(k.eps, **half), t), **half)  # (add(s) on half: s a half scalar)
     np.multiply(k.neg_clr, grad, u)  # torch: param.addcdiv_(grad, std, value=-clr), three roundings
     np.divide(u, t, u)
-    np.add(param, u, param)
+    store_(np.add(param, u, param), **half)
 
 
-def adagrad_compiled(maximize: bool, decay: bool) -> Callable[..., None]:
+def adagrad_compiled(maximize: bool, decay: bool, float16: bool = False, bfloat16: bool = False) -> Callable[..., None]:
     """The compiled kernel: :func:`adagrad_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -110,7 +124,27 @@ def adagrad_compiled(maximize: bool, decay: bool) -> Callable[..., None]:
                 std = np.sqrt(s) + eps  # np.sqrt(state_sum); np.add(t, eps)
                 param[i] = p + (neg_clr * g) / std  # np.multiply(-clr, grad); np.divide; np.add
 
-    return kernel
+    def half_kernel(table: Any, constants: Any) -> None:  # float16 / bfloat16: every store rounded (store_)
+        alpha = half_round(constants[0], float16, bfloat16)  # add's alpha and add(eps): half scalars
+        eps, neg_clr = half_round(constants[1], float16, bfloat16), constants[2]
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            state_sum = view(table[row, 3], n, constants)
+            body = n - n % HALF_TAIL_LANES
+            for i in range(n):
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g
+                if decay:  # add_alpha(grad, param, weight_decay)
+                    g = half_round(tail_or_fma(i >= body, p, alpha, g, float16, bfloat16), float16, bfloat16)
+                s = half_round(scalar_fma_exact(g, g, state_sum[i]), float16, bfloat16)
+                state_sum[i] = s
+                std = half_round(half_round(np.sqrt(s), float16, bfloat16) + eps, float16, bfloat16)
+                param[i] = half_round(p + (neg_clr * g) / std, float16, bfloat16)
+
+    return half_kernel if float16 or bfloat16 else kernel
 
 
 # --------------------------------------------------------------------------------------
@@ -314,6 +348,7 @@ class Adagrad(Optimizer):
     _fused_kernel = staticmethod(adagrad_fused_update_)
     _fused_kernel_factory = staticmethod(adagrad_fused_compiled)
     _fused_n_scratch = ADAGRAD_FUSED_SCRATCH
+    _half_opmath = True
     _buffer_order = ("sum",)
     _validators = {
         **LOW_PRECISION_VALIDATORS,

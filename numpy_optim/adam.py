@@ -9,7 +9,18 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
+from ._fma import (
+    HALF_TAIL_LANES,
+    add_alpha,
+    as_dtype_scalar,
+    fma,
+    half_round,
+    half_scalar,
+    scalar_fma,
+    scalar_fma_exact,
+    store_,
+    tail_or_fma,
+)
 from ._fused import body_length, check_compute_dtype, fma_double, lanes
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_fused, check_nonnegative
 
@@ -31,6 +42,8 @@ class AdamStep(NamedTuple):
     bias_correction2_sqrt: float  # sqrt(1 - beta2**t)
     eps: float
     neg_step_size: float  # -lr / (1 - beta1**t)
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def adam_step(
@@ -96,12 +109,14 @@ def adam_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdamSte
     param, grad, exp_avg, exp_avg_sq = arrays[:4]
     t, d, u = scratch[:3]
     w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}  # (float32 copies of half arrays: store_ rounds)
+    exact_v = k.float16 or k.bfloat16  # (torch's half addcmul: one float32 FMA, rounded once)
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decoupled:
-        np.multiply(param, k.decay, param)  # AdamW: torch shrinks the parameter first, before the moments
-    if k.coupled:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        store_(np.multiply(param, k.decay, param), **half)  # AdamW: torch shrinks the parameter first
+    if k.coupled:  # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # m_t: torch's lerp(m, g, w) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g),
     # with w (a float32 for float32 arrays) minus 1 exact.
     np.subtract(grad, exp_avg, t)
@@ -109,22 +124,24 @@ def adam_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: AdamSte
         fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
     else:
         fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    store_(exp_avg, **half)
     # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
+    store_(np.multiply(exp_avg_sq, k.beta2, exp_avg_sq), **half)
     np.multiply(k.one_minus_beta2, grad, t)
-    fma(t, grad, exp_avg_sq, exp_avg_sq, work=w)
+    store_(fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=exact_v), **half)
     second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4]) if k.amsgrad else exp_avg_sq
     # torch adds eps AFTER the bias correction: sqrt(v) / sqrt(bc2) + eps.
-    np.sqrt(second_moment, d)
-    np.divide(d, k.bias_correction2_sqrt, d)
-    np.add(d, k.eps, d)
+    store_(np.sqrt(second_moment, d), **half)
+    store_(np.divide(d, k.bias_correction2_sqrt, d), **half)
+    store_(np.add(d, half_scalar(k.eps, **half), d), **half)  # (add(s) on half: s a half scalar)
     np.multiply(k.neg_step_size, exp_avg, t)  # param += (-step_size * exp_avg) / denom
     np.divide(t, d, t)
-    np.add(param, t, param)
+    store_(np.add(param, t, param), **half)
 
 
 def adam_compiled(
-    maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, amsgrad: bool,
+    maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, amsgrad: bool, float16: bool = False,
+    bfloat16: bool = False,
 ) -> Callable[..., None]:
     """The compiled kernel: :func:`adam_update_`'s lines as one loop over the elements.
 
@@ -170,7 +187,46 @@ def adam_compiled(
                 d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
                 param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
 
-    return kernel
+    def half_kernel(table: Any, constants: Any) -> None:  # float16 / bfloat16: every store rounded (store_)
+        weight_decay, decay, weight, weight_minus_one = constants[0], constants[1], constants[2], constants[3]
+        beta2, one_minus_beta2, bias_correction2_sqrt = constants[4], constants[5], constants[6]
+        eps, neg_step_size = half_round(constants[7], float16, bfloat16), constants[8]  # add(eps): a half scalar
+        alpha = half_round(weight_decay, float16, bfloat16)  # add's alpha: a half scalar
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            exp_avg, exp_avg_sq = view(table[row, 3], n, constants), view(table[row, 4], n, constants)
+            max_exp_avg_sq = view(table[row, 5], n, constants)
+            body = n - n % HALF_TAIL_LANES
+            for i in range(n):
+                g = grad[i]
+                p = param[i]
+                if maximize:
+                    g = -g
+                if decoupled:
+                    p = half_round(p * decay, float16, bfloat16)
+                if coupled:  # add_alpha(grad, param, weight_decay)
+                    g = half_round(tail_or_fma(i >= body, p, alpha, g, float16, bfloat16), float16, bfloat16)
+                m = exp_avg[i]
+                t = g - m
+                if low_weight:
+                    m = half_round(scalar_fma_exact(t, weight, m), float16, bfloat16)
+                else:
+                    m = half_round(scalar_fma_exact(t, weight_minus_one, g), float16, bfloat16)
+                v = half_round(exp_avg_sq[i] * beta2, float16, bfloat16)
+                v = half_round(scalar_fma_exact(one_minus_beta2 * g, g, v), float16, bfloat16)
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                if amsgrad:
+                    vmax = max_exp_avg_sq[i]
+                    v = vmax if vmax > v or vmax != vmax else v
+                    max_exp_avg_sq[i] = v
+                d = half_round(np.sqrt(v), float16, bfloat16)
+                d = half_round(d / bias_correction2_sqrt, float16, bfloat16)
+                d = half_round(d + eps, float16, bfloat16)
+                param[i] = half_round(p + (neg_step_size * m) / d, float16, bfloat16)
+
+    return half_kernel if float16 or bfloat16 else kernel
 
 
 # --------------------------------------------------------------------------------------
@@ -200,6 +256,7 @@ class AdamFusedStep(NamedTuple):
     bias_correction2_sqrt: float  # sqrt(1 - beta2**t)
     eps: float
     neg_step_size: float  # -lr / (1 - beta1**t)
+    tail_weight_minus_one: float  # -(1 - D(1 - beta1)): W - 1, but -0 where W = 1 (the scalar tail's)
 
 
 def adam_fused_step(
@@ -222,6 +279,7 @@ def adam_fused_step(
         weight_decay=weight_decay, decay=fma_double(-lr, weight_decay, 1.0), weight=weight,
         weight_minus_one=as_dtype_scalar(weight, compute) - 1, beta2=beta2, one_minus_beta2=1 - beta2,
         bias_correction2_sqrt=math.sqrt(bias_correction2), eps=eps, neg_step_size=-(lr / bias_correction1),
+        tail_weight_minus_one=-(1 - as_dtype_scalar(weight, compute)),
     )
 
 
@@ -255,15 +313,23 @@ def adam_fused_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: A
         \theta &\leftarrow \theta\, D(\operatorname{fma}(-\alpha, \lambda, 1)) \ \text{(AdamW)} \\
         g &\leftarrow \operatorname{fma}(\theta, D(\lambda), g) \ \text{(Adam with L2)} \\
         m &\leftarrow \operatorname{fma}(W, g - m, m) \ \text{if } |W| < 0.5,
-             \text{ else } \operatorname{fma}(W - 1, g - m, g) \\
+             \text{ else body } \operatorname{fma}(W - 1, g - m, g), \
+             \text{tail } \operatorname{fma}(-(1 - W), g - m, g) \\
         v &\leftarrow \text{body } \operatorname{fma}(g\,c_2, g, v\,D(\beta_2)), \
              \text{tail } \operatorname{fma}(v, D(\beta_2), (c_2 g) g) \\
-        \hat v &\leftarrow \max(\hat v, v) \ \text{if amsgrad, else } v \\
+        \hat v &\leftarrow \text{body } \max(\hat v, v) \ \text{(NaN if either is)}, \
+             \text{tail } v \text{ if } \hat v < v \text{ else } \hat v \ \text{(if amsgrad, else } v) \\
         \theta &\leftarrow \theta + D(-\alpha / (1 - \beta_1^t))\, m \,/\,
              (\sqrt{\hat v} / D(\sqrt{1 - \beta_2^t}) + D(\epsilon))
 
     For float16 / bfloat16 parameters every value stays float32 within the step (torch's
     opmath) and is rounded to the parameters' dtype only when stored.
+
+    The tail's two differences from the body are torch's C++ for one element:
+    ``g - (g - m) * (1 - W)``, contracted, is the body's multiply-add but for the sign of a
+    zero product (:math:`1 - W = +0` where :math:`W = 1`, i.e. ``beta1 = 0``: a zero
+    gradient on a zero moment makes ``m`` +0 there and -0 in the body), and
+    ``std::max(max_exp_avg_sq, v)`` keeps the old maximum where ``v`` is NaN.
     """
     n = len(arrays[0])
     body = body_length(n, lanes(arrays[0].dtype, k.half))
@@ -286,7 +352,9 @@ def _adam_fused_part(arrays: list[np.ndarray], scratch: list[np.ndarray], k: Ada
     np.subtract(grad, exp_avg, t)  # m: torch's lerp(m, g, W)
     if k.low_weight:
         fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
-    else:
+    elif tail:  # the scalar tail: g - (g - m) * (1 - W), contracted: fma(-(1 - W), g - m, g)
+        fma(t, k.tail_weight_minus_one, grad, exp_avg, work=w, exact=True)
+    else:  # the vector body: fma(W - 1, g - m, g)
         fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
     if tail:  # the scalar tail: fma(v, beta2, ((1 - beta2) * g) * g)
         np.multiply(k.one_minus_beta2, grad, t)
@@ -296,7 +364,12 @@ def _adam_fused_part(arrays: list[np.ndarray], scratch: list[np.ndarray], k: Ada
         np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
         np.multiply(k.one_minus_beta2, grad, t)
         fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True)
-    second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4]) if k.amsgrad else exp_avg_sq
+    second_moment = exp_avg_sq
+    if k.amsgrad and tail:  # the scalar tail: std::max(max, v), i.e. v where max < v (not where v is NaN)
+        second_moment = arrays[4]
+        np.copyto(second_moment, exp_avg_sq, where=np.less(second_moment, exp_avg_sq))
+    elif k.amsgrad:  # the vector body: maximum(max, v), NaN where either is
+        second_moment = np.maximum(arrays[4], exp_avg_sq, out=arrays[4])
     np.sqrt(second_moment, d)  # sqrt(v) / sqrt(bc2) + eps: eps after the bias correction
     np.divide(d, k.bias_correction2_sqrt, d)
     np.add(d, k.eps, d)
@@ -317,7 +390,7 @@ def adam_fused_compiled(
     def kernel(table: Any, constants: Any) -> None:
         weight_decay, decay, weight, weight_minus_one = constants[0], constants[1], constants[2], constants[3]
         beta2, one_minus_beta2, bias_correction2_sqrt = constants[4], constants[5], constants[6]
-        eps, neg_step_size = constants[7], constants[8]
+        eps, neg_step_size, tail_weight_minus_one = constants[7], constants[8], constants[9]
         width = 16 if half else 8 if constants.itemsize == 4 else 4  # lanes(dtype, half)
         for row in range(table.shape[0]):
             n = table[row, 0]
@@ -348,7 +421,7 @@ def adam_fused_compiled(
                     max_exp_avg_sq[i] = v
                 d = np.sqrt(v) / bias_correction2_sqrt + eps  # np.sqrt; np.divide; np.add
                 param[i] = p + (neg_step_size * m) / d  # np.multiply(-step_size, exp_avg); np.divide; np.add
-            for i in range(body, n):  # the scalar tail: the same lines but v's
+            for i in range(body, n):  # the scalar tail: the same lines but m's (W = 1), v's and max's (NaN)
                 g = grad[i]
                 p = param[i]
                 if maximize:
@@ -361,13 +434,13 @@ def adam_fused_compiled(
                 if low_weight:
                     m = scalar_fma_exact(t, weight, exp_avg[i])
                 else:
-                    m = scalar_fma_exact(t, weight_minus_one, g)
+                    m = scalar_fma_exact(t, tail_weight_minus_one, g)  # fma(t, -(1 - W), grad)
                 v = scalar_fma_exact(exp_avg_sq[i], beta2, (one_minus_beta2 * g) * g)  # multiply, multiply, fma
                 exp_avg[i] = m
                 exp_avg_sq[i] = v
                 if amsgrad:
                     vmax = max_exp_avg_sq[i]
-                    v = vmax if vmax > v or vmax != vmax else v
+                    v = v if vmax < v else vmax  # std::max(max, v): the old max where v is NaN
                     max_exp_avg_sq[i] = v
                 d = np.sqrt(v) / bias_correction2_sqrt + eps
                 param[i] = p + (neg_step_size * m) / d
@@ -436,6 +509,7 @@ class Adam(Optimizer):
     _fused_kernel = staticmethod(adam_fused_update_)
     _fused_kernel_factory = staticmethod(adam_fused_compiled)
     _fused_n_scratch = ADAM_FUSED_SCRATCH
+    _half_opmath = True
     _buffer_order = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _validators = {
         **LOW_PRECISION_VALIDATORS,

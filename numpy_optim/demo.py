@@ -11,11 +11,12 @@ software version in the PNG): rendering again gives the same bytes.
 
 Each figure has two halves: a function that measures (``rosenbrock_paths``,
 ``ill_conditioned_paths``, ``loss_curves``, ``rest_of_torch_optim``, ``schedule_curves``,
-``weight_distribution``, ``load_parity``) and returns plain numbers, and a ``plot_*`` function that draws those
-numbers and returns the Figure (:func:`build_figures` makes them all, :func:`render_all`
-writes them). The measuring functions use the settings of the unit
-tests (tests/unit/test_convergence.py, test_mlp.py, test_adam_vs_adamw.py), so a figure
-shows what a test asserts, and the iteration counts in the legends come from
+``weight_distribution``, ``weight_decay_quantization_runs``, ``float16_state``, ``load_parity``)
+and returns plain numbers, and a ``plot_*`` function that draws those numbers and returns
+the Figure (:func:`build_figures` makes them all, :func:`render_all` writes them). The
+measuring functions use the settings of the unit tests (tests/unit/test_convergence.py,
+test_mlp.py, test_adam_vs_adamw.py, test_float16_state.py), so a figure shows what a test
+asserts, and the iteration counts in the legends come from
 :func:`numpy_optim.problems.run_optimizer`, the code the tests use.
 """
 
@@ -44,12 +45,20 @@ from .mlp import MLP, make_classification_data, train
 from .nadam import NAdam
 from .optimizer import Optimizer
 from .problems import Problem, Rosenbrock, Run, ill_conditioned_quadratic, quadratic_bowl, run_optimizer
+from .quantization import DecayReport, weight_decay_quantization
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .rprop import Rprop
 from .schedulers import CosineScheduler, LRScheduler, StepDecayScheduler, WarmupCosineScheduler
 from .sgd import SGD
-from .verification import train_on_gradient_noise
+from .verification import (
+    FLOAT16_SCALES,
+    FLOAT16_TINY,
+    adam_float16_training,
+    adam_moments_in_float16,
+    float16_underflow_thresholds,
+    train_on_gradient_noise,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -65,6 +74,8 @@ FIGURES: dict[str, tuple[float, float]] = {
     "schedules.png": (8.0, 4.0),
     "lr_schedulers.png": (12.0, 11.0),
     "adam_l2_vs_adamw.png": (8.0, 4.0),
+    "weight_decay_quantization.png": (12.0, 7.0),
+    "float16_state.png": (8.0, 8.0),
     "parity.png": (8.0, 5.5),
 }
 
@@ -519,6 +530,52 @@ def weight_distribution() -> dict[str, Any]:
     return out
 
 
+#: weight_decay_quantization.png (tests/unit/test_quantization.py checks its numbers): the
+#: spiral MLP trained by AdamW at each numpy_optim.quantization.WEIGHT_DECAYS, from these seeds
+#: (initialisation and batch order; the data are the same), quantized to int8 and int4.
+QUANT_SEEDS = (0, 1, 2, 3, 4)
+
+
+def weight_decay_quantization_runs() -> dict[int, list[DecayReport]]:
+    """``{seed: weight_decay_quantization(seed=seed)}`` for each of ``QUANT_SEEDS`` (int8 and int4, ~1 s a seed)."""
+    return {seed: weight_decay_quantization(seed=seed) for seed in QUANT_SEEDS}
+
+
+#: float16_state.png (tests/unit/test_float16_state.py checks its numbers): Adam (lr 1e-3) for
+#: FLOAT16_STEPS steps on verification.adam_float16_training's problem, whose gradients start at
+#: 1e-4 ... 1e-7, in each of verification.FLOAT16_CONFIGS; and the moments Adam stores after
+#: FLOAT16_PROBE_STEPS steps of each constant gradient of FLOAT16_PROBE, float16 and float32 state.
+FLOAT16_STEPS = 3000
+FLOAT16_PROBE = np.logspace(-7, -1, 121)
+FLOAT16_PROBE_STEPS = 1000
+FLOAT16_STYLES: dict[str, tuple[str, str, str]] = {  # name -> (label, colour, line style)
+    "float16_state": ("float16 state (torch's default)", "C3", "-"),
+    "float16_state_tiny_eps": ("float16 state, eps = 2⁻²⁴", "C1", "-"),
+    "float32_state": ("state_dtype=np.float32", "C0", "-"),
+    "master_weights": ("master_weights=True", "C2", "--"),
+    "float32": ("float32 parameters and state", "k", ":"),
+}
+
+
+def float16_state() -> dict[str, Any]:
+    """Adam's float16 moments against float32 ones: ``{"thresholds", "moments", "training"}``.
+
+    ``"thresholds"``: :func:`~numpy_optim.verification.float16_underflow_thresholds`;
+    ``"moments"``: ``{"float16": ..., "float32": ...}``, what
+    :func:`~numpy_optim.verification.adam_moments_in_float16` stores for ``FLOAT16_PROBE``
+    after ``FLOAT16_PROBE_STEPS`` steps with each state dtype; ``"training"``:
+    :func:`~numpy_optim.verification.adam_float16_training` for ``FLOAT16_STEPS`` steps.
+    """
+    return {
+        "thresholds": float16_underflow_thresholds(),
+        "moments": {
+            "float16": adam_moments_in_float16(FLOAT16_PROBE, FLOAT16_PROBE_STEPS),
+            "float32": adam_moments_in_float16(FLOAT16_PROBE, FLOAT16_PROBE_STEPS, state_dtype=np.float32),
+        },
+        "training": adam_float16_training(steps=FLOAT16_STEPS),
+    }
+
+
 #: Where the parity figure looks for the report, in order: the latest ``nox -s parity`` run's
 #: output, then the copy committed with the figures.
 PARITY_JSONS = (Path("reports/parity.json"), Path("docs/results/parity.json"))
@@ -896,6 +953,150 @@ def plot_weight_distribution(data: dict[str, Any]) -> Figure:
     return fig
 
 
+def plot_weight_decay_quantization(runs: dict[int, list[DecayReport]]) -> Figure:
+    """Range, crest factor, int8 / int4 errors and held-out accuracy against λ: the seeds' median, min–max band."""
+    fig = _figure("weight_decay_quantization.png")
+    (range_ax, crest_ax, accuracy_ax), (absolute_ax, relative_ax, lost_ax) = fig.subplots(2, 3)
+    per_seed = list(runs.values())
+    decays = [report.weight_decay for report in per_seed[0]]
+    x = np.arange(len(decays))  # λ = 0 has no place on a log axis: one tick per value swept
+
+    def band(ax: Any, get: Callable[[DecayReport], float], label: str, **style: Any) -> None:
+        values = np.array([[get(report) for report in reports] for reports in per_seed])  # (seeds, decays)
+        (line,) = ax.plot(x, np.median(values, axis=0), marker="o", ms=4, label=label, **style)
+        ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15, lw=0)
+
+    def error(bits: int, field: str) -> Callable[[DecayReport], float]:  # "rms" or "rms_relative"
+        return lambda r: float(getattr(r.overall.errors[bits], field))
+
+    def accuracy(key: str) -> Callable[[DecayReport], float]:
+        return lambda r: r.evaluations[key].test_accuracy
+
+    def lost(key: str) -> Callable[[DecayReport], float]:  # in points
+        return lambda r: 100 * (r.evaluations["float"].test_accuracy - r.evaluations[key].test_accuracy)
+
+    band(range_ax, lambda r: r.overall.max_abs, "max |w|", color="C0")
+    band(range_ax, lambda r: r.overall.rms, "RMS(w)", color="C1")
+    range_ax.set_ylabel("|w|, all weight matrices")
+    range_ax.set_title("Dynamic range")
+    band(crest_ax, lambda r: r.overall.crest, "max |w| / RMS(w)", color="C4")
+    crest_ax.set_ylabel("crest factor")
+    crest_ax.set_title("Range in units of the typical weight")
+    colors = {"float": "k", "int8": "C2", "int4": "C3"}
+    for key, style in (("float", "-"), ("int8", "--"), ("int4", "-")):
+        band(accuracy_ax, accuracy(key), key, color=colors[key], ls=style)
+    accuracy_ax.set_ylabel("accuracy, 300 held-out points")
+    accuracy_ax.set_title("Accuracy")
+    for bits in (8, 4):
+        key = f"int{bits}"
+        band(absolute_ax, error(bits, "rms"), key, color=colors[key])
+        band(relative_ax, error(bits, "rms_relative"), key, color=colors[key])
+        band(lost_ax, lost(key), key, color=colors[key])
+    for ax, title in ((absolute_ax, "Error: RMS(ŵ − w)"), (relative_ax, "Relative error: RMS(ŵ − w) / RMS(w)")):
+        ax.set_yscale("log")
+        ax.set_ylabel("RMS quantization error\n(log scale)")
+        ax.set_title(title)
+    lost_ax.axhline(0.0, color="0.5", lw=0.8)
+    lost_ax.set_ylabel("held-out accuracy lost\nto quantization (points)")
+    lost_ax.set_title("Accuracy lost: float − quantized")
+    for ax in (range_ax, crest_ax, accuracy_ax, absolute_ax, relative_ax, lost_ax):
+        ax.set_xticks(x, [f"{d:g}" for d in decays])
+        ax.set_xlabel("AdamW weight decay λ")
+        ax.legend(loc="best")
+    fig.suptitle(f"Weight decay and per-tensor symmetric int8 / int4 quantization of the spiral MLP "
+                 f"({len(per_seed)} seeds: median, min–max band)")
+    return fig
+
+
+def plot_float16_state(data: dict[str, Any]) -> Figure:
+    """Stored / exact moments against |g|; per configuration the first step, the loss and where each coordinate ends."""
+    fig = _figure("float16_state.png")
+    (moments_ax, step_ax), (loss_ax, distance_ax) = fig.subplots(2, 2)
+    thresholds, training = data["thresholds"], data["training"]
+    low, high = float(FLOAT16_SCALES.min()), float(FLOAT16_SCALES.max())
+    # (a) what Adam stores for a constant gradient, over the exact moment
+    for state, color in (("float32", "C0"), ("float16", "C3")):
+        probe = data["moments"][state]
+        for key, ls, what in (("exp_avg", "-", "m"), ("exp_avg_sq", "--", "v")):
+            ratio = probe[key] / probe[f"exact_{key}"]
+            label: str | None
+            if state == "float16":
+                label = f"{what}, float16 state"
+            else:
+                label = "m and v, float32 state" if what == "m" else None
+            moments_ax.plot(probe["gradient"], ratio, ls, color=color, lw=1.5, label=label)
+    moments_ax.axvspan(low, high, color="0.9", zorder=0)
+    moments_ax.text(np.sqrt(low * high), 1.45, "this problem's gradients", ha="center", va="center", fontsize=9)
+    m_at, v_at = thresholds["exp_avg"], thresholds["exp_avg_sq"]
+    moments_ax.axvline(m_at, color="0.3", lw=0.9, ls=":")
+    moments_ax.axvline(v_at, color="0.3", lw=0.9, ls=":")
+    moments_ax.text(m_at * 1.3, 0.12, f"m ≡ 0 for |g| ≤ {m_at:.2g}", fontsize=9, va="center")
+    moments_ax.text(v_at / 1.3, 0.75, f"v ≡ 0 for\n|g| ≤ {v_at:.2g}", fontsize=9, va="center", ha="right")
+    moments_ax.set_xscale("log")
+    moments_ax.set_ylim(-0.05, 2.1)
+    moments_ax.set_xlabel("constant gradient |g| (log scale)")
+    moments_ax.set_ylabel(f"stored / exact moment\nafter {FLOAT16_PROBE_STEPS} steps")
+    moments_ax.set_title("Where the float16 moments underflow")
+    moments_ax.legend(loc="upper right", fontsize=9)
+    # (b) the first step, in units of the learning rate; inf / NaN drawn at the top, 0 at the bottom
+    top, bottom = 3e4, 0.3
+    for name, run in training.items():
+        _, color, ls = FLOAT16_STYLES[name]
+        step = run["step1"]
+        shown = np.isfinite(step) & (step > 0)
+        step_ax.plot(FLOAT16_SCALES[shown], step[shown], ls, color=color, lw=1.5, marker=".", ms=4)
+        step_ax.plot(FLOAT16_SCALES[~shown], np.where(step[~shown] == 0, bottom, top), "o", color=color, ms=4)
+    step_ax.text(np.sqrt(low * high), top / 2.2, "float16 state: ±inf (NaN where m = 0)", ha="center", va="top",
+                 fontsize=9, color="C3")
+    step_ax.text(4e-7, bottom, "0 (m = 0)", va="center", fontsize=9, color="C1")
+    step_ax.text(2e-6, 900, "v = 0: m̂ / 2⁻²⁴,\nlr × 2²⁴ × |g|", ha="center", fontsize=9, color="C1")
+    step_ax.text(np.sqrt(low * high), 1.6, "≈ 1: float32 moments", ha="center", fontsize=9)
+    step_ax.set_xscale("log")
+    step_ax.set_yscale("log")
+    step_ax.set_ylim(bottom / 1.6, top * 1.6)
+    step_ax.set_xlabel("gradient scale s (log scale)")
+    step_ax.set_ylabel("|x₁ − x₀| / lr (log scale)")
+    step_ax.set_title("The first step")
+    # (c) the loss
+    for name, run in training.items():
+        _, color, ls = FLOAT16_STYLES[name]
+        losses = run["losses"] / run["losses"][0]
+        finite = np.isfinite(losses)
+        loss_ax.plot(np.arange(len(losses))[finite], losses[finite], ls, color=color, lw=1.5)
+        if run["first_nonfinite"] is not None:
+            loss_ax.plot(run["first_nonfinite"], 1.0, "x", color=color, ms=9, mew=2)
+            loss_ax.annotate(f"float16 state:\n±inf / NaN after step {run['first_nonfinite']}",
+                             (run["first_nonfinite"], 1.0), xytext=(80, 1e-5), fontsize=9, color=color,
+                             arrowprops={"arrowstyle": "->", "color": color})
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("loss / initial loss (log scale)")
+    loss_ax.set_title("Training")
+    # (d) where each coordinate ends (exactly 1 drawn at the floor)
+    floor = 1e-5
+    for name, run in training.items():
+        _, color, ls = FLOAT16_STYLES[name]
+        final = run["distances"][-1]
+        finite = np.isfinite(final)
+        distance_ax.plot(FLOAT16_SCALES[finite], np.maximum(final[finite], floor), ls, color=color, lw=1.5, marker=".",
+                         ms=4)
+    # with float32 moments, a coordinate stops where its float16 gradient s |x - 1| rounds to 0
+    distance_ax.plot(FLOAT16_SCALES, FLOAT16_TINY / 2 / FLOAT16_SCALES, color="0.5", lw=0.9, ls="-.")
+    distance_ax.text(1.15e-7, 2e-5, "dash-dot: s |x − 1| = 2⁻²⁵,\nwhere the float16\ngradient rounds to 0", fontsize=9,
+                     color="0.35")
+    distance_ax.text(2e-5, 0.065, "steps < ½ ulp(x) lost", fontsize=9, color="C0", ha="center")
+    distance_ax.set_xscale("log")
+    distance_ax.set_yscale("log")
+    distance_ax.set_ylim(floor / 2, 2.0)
+    distance_ax.set_xlabel("gradient scale s (log scale)")
+    distance_ax.set_ylabel(f"|x − 1| after {FLOAT16_STEPS} steps\n(log scale; 0 at the bottom)")
+    distance_ax.set_title("Where each coordinate ends")
+    handles = [matplotlib_line({"color": c, "ls": ls, "lw": 1.5}) for _, c, ls in FLOAT16_STYLES.values()]
+    fig.legend(handles, [label for label, _, _ in FLOAT16_STYLES.values()], loc="outside lower center", ncols=3)
+    fig.suptitle("Adam on float16 parameters: f = ½ Σ s (x − 1)² from x = 0, s from 1e-4 to 1e-7, lr 1e-3")
+    return fig
+
+
 def plot_parity(report: dict[str, Any]) -> Figure:
     """Worst error / bound per pair, dtype and torch path (log scale), bound at 1."""
     from matplotlib.patches import Patch
@@ -998,6 +1199,8 @@ def build_figures(
         "schedules.png": lambda: plot_schedules(schedule_curves(with_torch=with_torch)),
         "lr_schedulers.png": lambda: plot_lr_schedulers(lr_scheduler_curves(with_torch=with_torch)),
         "adam_l2_vs_adamw.png": lambda: plot_weight_distribution(weight_distribution()),
+        "weight_decay_quantization.png": lambda: plot_weight_decay_quantization(weight_decay_quantization_runs()),
+        "float16_state.png": lambda: plot_float16_state(float16_state()),
     }
     figures = {name: builders[name]() for name in FIGURES if name in wanted and name in builders}
     if "parity.png" in wanted:

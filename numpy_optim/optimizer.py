@@ -546,7 +546,9 @@ class Optimizer:
             resolved.append(hyper)
         check_disjoint(entries, self.state)
         for index, (entry, hyper) in enumerate(zip(entries, resolved)):
-            _warn_if_eps_underflows(f"params[{index}]", hyper, self._compute_dtype(hyper, entry["params"].dtype))
+            dtype = entry["params"].dtype  # eps is added in the state's dtype (fused: in float32 opmath)
+            eps_dtype = self._compute_dtype(hyper, dtype) if hyper.get("fused") else state_dtype_of(hyper, dtype)
+            _warn_if_eps_underflows(f"params[{index}]", hyper, eps_dtype)
         return resolved
 
     def _checked_defaults(self) -> dict[str, Any]:
@@ -749,9 +751,15 @@ class Optimizer:
         with master weights), and torch's float32 "opmath" for ``fused=True`` on float16 /
         bfloat16 parameters (whose state stays in their dtype)."""
         state = state_dtype_of(hyper, dtype)
-        if state == dtype and hyper.get("fused") and is_half(dtype):
+        if state == dtype and is_half(dtype) and (hyper.get("fused") or self._half_opmath):
             return np.dtype(np.float32)
         return state
+
+    #: Whether the single-tensor kernels follow torch's half ops on float16 / bfloat16
+    #: parameters (float32 copies, each op's result rounded to half: their step tuple has
+    #: ``float16`` and ``bfloat16`` flags). Without it a half entry runs NumPy's own half
+    #: arithmetic (each ufunc rounds to half, its scalars rounded to half first).
+    _half_opmath = False
 
     def _kernels(self, hyper: Mapping[str, Any]) -> tuple[Any, Any, int]:
         """``(NumPy kernel, compiled kernel factory, work arrays)`` of an entry: the fused
@@ -1006,6 +1014,9 @@ class Optimizer:
             k = self._fused_scalars(hyper, step, first, dtype, storage if is_half(storage) else None)
         else:
             k = self._scalars(hyper, step, first, dtype)
+        half_ops = not fused and is_half(storage) and dtype != storage and state_dtype_of(hyper, storage) == storage
+        if half_ops:  # torch's half ops on float32 copies: every op's result rounded to half
+            k = k._replace(**{storage.name: True})
         if compiled is not None and factory is not None and _backend.covers(items[0]):
             flags = tuple(value for value in k if isinstance(value, bool))
             constants = np.array([value for value in k if not isinstance(value, bool)], dtype)
@@ -1020,7 +1031,7 @@ class Optimizer:
             _blocks.reserve(items, n_scratch)  # the calling thread's work rows
             written = tuple(i for i in range(len(items[0])) if i != 1)  # all but the gradient
             update = functools.partial(_blocks.run, kernel, items, k, written=written, n_scratch=n_scratch,
-                                       aligned=fused)
+                                       aligned=fused or half_ops)
         if not back:
             return update
 

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import fma, scalar_fma, scalar_fma_exact
+from ._fma import HALF_TAIL_LANES, add_alpha, fma, half_round, scalar_fma, scalar_fma_exact, store_, tail_or_fma
 from ._fused import body_length, check_compute_dtype, lanes
 from .optimizer import (
     LOW_PRECISION_VALIDATORS,
@@ -33,6 +33,8 @@ class SGDStep(NamedTuple):
     momentum: float
     one_minus_dampening: float  # 1 - dampening
     neg_lr: float  # -lr
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def sgd_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: SGDStep) -> None:
@@ -65,29 +67,36 @@ def sgd_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: SGDStep)
     with learning rate :math:`\alpha`, momentum :math:`\mu`, dampening :math:`\tau` and
     weight decay :math:`\lambda`. The multiply-adds torch fuses (each ``add`` with
     ``alpha``) are rounded once in float32, as torch's FMA rounds them
-    (:func:`numpy_optim._fma.fma`).
+    (:func:`numpy_optim._fma.fma`). For float16 / bfloat16 parameters (``k.float16``,
+    ``k.bfloat16``) the arrays are float32 copies and every op's result is rounded to half
+    where torch stores it (:func:`numpy_optim._fma.add_alpha`, :func:`~numpy_optim._fma.store_`).
     """
     param, grad = arrays[:2]
     t, u = scratch[:2]
     w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w)  # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, **half)  # torch: grad.add(param, alpha=weight_decay)
     if k.momentum_on:
         buf = arrays[2]
         if k.first:
             np.copyto(buf, grad)  # torch: the first step copies the gradient; dampening is NOT applied
         else:
-            np.multiply(buf, k.momentum, buf)  # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-            fma(grad, k.one_minus_dampening, buf, buf, work=w)
+            # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+            store_(np.multiply(buf, k.momentum, buf), **half)
+            add_alpha(buf, grad, k.one_minus_dampening, buf, work=w, **half)
         # torch: grad.add(buf, alpha=momentum) if nesterov else buf
-        grad = fma(buf, k.momentum, grad, u, work=w) if k.nesterov else buf
+        grad = add_alpha(grad, buf, k.momentum, u, work=w, **half) if k.nesterov else buf
     # lr sits outside the buffer, so a learning rate changed mid-run rescales the whole step.
-    fma(grad, k.neg_lr, param, param, work=w)  # torch: param.add_(grad, alpha=-lr)
+    add_alpha(param, grad, k.neg_lr, param, work=w, **half)  # torch: param.add_(grad, alpha=-lr)
 
 
-def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, nesterov: bool) -> Callable[..., None]:
+def sgd_compiled(
+    maximize: bool, decay: bool, momentum_on: bool, first: bool, nesterov: bool, float16: bool = False,
+    bfloat16: bool = False,
+) -> Callable[..., None]:
     """The compiled kernel: :func:`sgd_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -95,6 +104,9 @@ def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, ne
     length, then the addresses of ``param``, ``grad`` and ``momentum_buffer``;
     ``constants`` holds :class:`SGDStep`'s float fields in the arrays' dtype.
     """
+
+    if float16 or bfloat16:
+        return _sgd_half_compiled(maximize, decay, momentum_on, first, nesterov, float16, bfloat16)
 
     def kernel(table: Any, constants: Any) -> None:
         weight_decay, momentum, one_minus_dampening, neg_lr = constants[0], constants[1], constants[2], constants[3]
@@ -116,6 +128,49 @@ def sgd_compiled(maximize: bool, decay: bool, momentum_on: bool, first: bool, ne
                     buf[i] = b
                     g = scalar_fma(b, momentum, g) if nesterov else b  # fma(buf, momentum, grad) or buf
                 param[i] = scalar_fma(g, neg_lr, param[i])  # fma(grad, -lr, param)
+
+    return kernel
+
+
+def _sgd_half_compiled(
+    maximize: bool, decay: bool, momentum_on: bool, first: bool, nesterov: bool, float16: bool, bfloat16: bool,
+) -> Callable[..., None]:
+    """:func:`sgd_compiled` for float16 / bfloat16 parameters (float32 copies): every op
+    rounded to half where torch stores it; an ``add`` with ``alpha`` takes a half ``alpha``,
+    and in a tensor's last ``n % 32`` elements (torch's scalar loop) rounds its product
+    first (:func:`numpy_optim._fma.add_alpha`)."""
+
+    def kernel(table: Any, constants: Any) -> None:
+        weight_decay = half_round(constants[0], float16, bfloat16)  # add's alpha: a half scalar
+        momentum = constants[1]  # mul_'s scalar: float32
+        nesterov_alpha = half_round(constants[1], float16, bfloat16)
+        one_minus_dampening = half_round(constants[2], float16, bfloat16)
+        neg_lr = half_round(constants[3], float16, bfloat16)
+        for row in range(table.shape[0]):
+            n = table[row, 0]
+            param, grad = view(table[row, 1], n, constants), view(table[row, 2], n, constants)
+            buf = view(table[row, 3], n, constants)
+            body = n - n % HALF_TAIL_LANES
+            for i in range(n):
+                tail = i >= body
+                g = grad[i]
+                if maximize:
+                    g = -g  # np.negative(grad)
+                if decay:  # add_alpha(grad, param, weight_decay)
+                    g = half_round(tail_or_fma(tail, param[i], weight_decay, g, float16, bfloat16), float16, bfloat16)
+                if momentum_on:
+                    if first:
+                        b = g  # np.copyto(buf, grad)
+                    else:
+                        b = half_round(buf[i] * momentum, float16, bfloat16)  # store_(multiply)
+                        b = half_round(tail_or_fma(tail, g, one_minus_dampening, b, float16, bfloat16),
+                                       float16, bfloat16)  # add_alpha(buf, grad, 1 - dampening)
+                    buf[i] = b
+                    if nesterov:  # add_alpha(grad, buf, momentum)
+                        g = half_round(tail_or_fma(tail, b, nesterov_alpha, g, float16, bfloat16), float16, bfloat16)
+                    else:
+                        g = b
+                param[i] = half_round(tail_or_fma(tail, g, neg_lr, param[i], float16, bfloat16), float16, bfloat16)
 
     return kernel
 
@@ -326,6 +381,7 @@ class SGD(Optimizer):
     _fused_kernel = staticmethod(sgd_fused_update_)
     _fused_kernel_factory = staticmethod(sgd_fused_compiled)
     _fused_n_scratch = SGD_FUSED_SCRATCH
+    _half_opmath = True
     _buffer_order = ("momentum_buffer",)
     _validators = {
         **LOW_PRECISION_VALIDATORS,

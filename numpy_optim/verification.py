@@ -11,7 +11,10 @@ r"""Verification helpers: hand-written reference steps, finite differences, Adam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -380,3 +383,234 @@ def train_on_gradient_noise(
         total_sq += g * g
         optimizer.step()
     return w, total_sq / steps - (total / steps) ** 2
+
+
+# --------------------------------------------------------------------------------------
+# (d) Adam's moments in float16: where they underflow, and what that does to training
+# --------------------------------------------------------------------------------------
+
+#: float16's smallest positive value, a subnormal: 2^-24 = 5.96e-8. Below 2^-14 (6.10e-5, its
+#: smallest normal) the float16 values are the multiples of it, so a result of magnitude at
+#: most 2^-25 (half of it; 2^-25 itself is a tie, which goes to the even 0) is stored as 0.
+FLOAT16_TINY = 2.0**-24
+FLOAT16_MIN_NORMAL = 2.0**-14
+
+#: The float16 training problem: f(x) = 1/2 sum_i s_i (x_i - 1)^2 from x = 0, whose gradients
+#: s_i (x_i - 1) start at -s_i for 31 scales s_i, ten a decade from 1e-4 down to 1e-7.
+FLOAT16_SCALES = np.logspace(-4, -7, 31)
+
+#: The configurations compared: name -> (parameter dtype, Adam keyword arguments).
+#: ``float16_state`` is torch's default on float16 parameters (eps 1e-8 is 0 in float16);
+#: ``float16_state_tiny_eps`` the same with the smallest eps float16 holds, 2^-24.
+FLOAT16_CONFIGS: dict[str, tuple[type, dict[str, Any]]] = {
+    "float16_state": (np.float16, {}),
+    "float16_state_tiny_eps": (np.float16, {"eps": FLOAT16_TINY}),
+    "float32_state": (np.float16, {"state_dtype": np.float32}),
+    "master_weights": (np.float16, {"master_weights": True}),
+    "float32": (np.float32, {}),
+}
+
+
+def _check_steps(steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"Invalid steps: {steps!r} (expected an int >= 1)")
+    return int(steps)
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"Invalid betas: {betas!r} (expected a pair (beta1, beta2))")
+    for index, beta in enumerate(betas):
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Invalid beta parameter at index {index}: {beta!r} (expected a float)")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta!r} (must be 0 <= beta < 1)")
+    return float(betas[0]), float(betas[1])
+
+
+def float16_underflow_thresholds(betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, float]:
+    r"""The gradient magnitudes at or below which Adam's float16 moments, started at 0, stay 0.
+
+    Stored in float16, each step's moments are rounded to float16:
+    :math:`m_t = m_{t-1} + (1 - \beta_1)(g - m_{t-1})` and
+    :math:`v_t = \beta_2 v_{t-1} + (1 - \beta_2) g^2`. From :math:`m = v = 0` the first
+    increments are :math:`(1 - \beta_1) g` and :math:`(1 - \beta_2) g^2`. An increment of
+    magnitude at most :math:`2^{-25}`, half of float16's smallest subnormal, rounds to 0. The
+    moment is then 0 again, and stays 0 for as long as the gradient stays that small:
+
+    .. math::
+
+        m \equiv 0 &\iff (1 - \beta_1)|g| \le 2^{-25} \iff |g| \le 2^{-25} / (1 - \beta_1)
+            \quad (2.98 \times 10^{-7} \text{ for } \beta_1 = 0.9) \\
+        v \equiv 0 &\iff (1 - \beta_2) g^2 \le 2^{-25} \iff |g| \le 2^{-12.5} / \sqrt{1 - \beta_2}
+            \quad (5.46 \times 10^{-3} \text{ for } \beta_2 = 0.999)
+
+    With :math:`v = 0` the denominator :math:`\sqrt{\hat v} + \epsilon` is :math:`\epsilon`,
+    and torch's default :math:`\epsilon = 10^{-8}` is itself 0 in float16. The step
+    :math:`\hat m / 0` is then :math:`\pm\infty`, or NaN where :math:`m` is 0 too.
+
+    Returns
+    -------
+    dict
+        ``"exp_avg"`` and ``"exp_avg_sq"``: the two thresholds above;
+        ``"squared_gradient"``: :math:`2^{-12.5} = 1.73 \times 10^{-4}`, at or below which
+        :math:`g^2`, the limit of :math:`v`, rounds to 0 itself;
+        ``"exp_avg_subnormal"`` (:math:`2^{-14}`) and ``"exp_avg_sq_subnormal"``
+        (:math:`2^{-7}`, where :math:`g^2 = 2^{-14}`): below these, the limits
+        :math:`|g|` and :math:`g^2` are subnormal. They are then held to a multiple of
+        :math:`2^{-24}`, a relative error of up to :math:`2^{-25} / |m|`.
+
+    Examples
+    --------
+    >>> t = float16_underflow_thresholds()
+    >>> f"{t['exp_avg']:.3g} {t['exp_avg_sq']:.3g} {t['squared_gradient']:.3g}"
+    '2.98e-07 0.00546 0.000173'
+    """
+    beta1, beta2 = _check_betas(betas)
+    half_tiny = FLOAT16_TINY / 2
+    return {
+        "exp_avg": half_tiny / (1 - beta1),
+        "exp_avg_sq": math.sqrt(half_tiny / (1 - beta2)),
+        "squared_gradient": math.sqrt(half_tiny),
+        "exp_avg_subnormal": FLOAT16_MIN_NORMAL,
+        "exp_avg_sq_subnormal": math.sqrt(FLOAT16_MIN_NORMAL),
+    }
+
+
+@contextmanager
+def _float16_arithmetic_expected() -> Iterator[None]:
+    """No RuntimeWarning that eps rounds to 0 in float16, and none of NumPy's about inf or NaN:
+    within these experiments they are the point, not an accident."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.filterwarnings("ignore", message=r".*rounds to 0 in float16", category=RuntimeWarning)
+        yield
+
+
+def adam_moments_in_float16(
+    gradient: Any, steps: int = 1000, *, betas: tuple[float, float] = (0.9, 0.999), state_dtype: Any = None,
+) -> dict[str, np.ndarray]:
+    r"""Adam's stored moments after ``steps`` steps of one constant float16 gradient, and their exact values.
+
+    Adam (default lr and eps) runs on float16 parameters, with the state in float16
+    (``state_dtype=None``, torch's behaviour) or in ``state_dtype``. The gradient is
+    ``gradient`` rounded to float16, the same at every step. Without weight decay the
+    moments do not depend on the parameters: that the parameters go to :math:`\pm\infty`
+    with float16 state does not change them. The exact moments of a constant :math:`g` are
+    :math:`m_T = (1 - \beta_1^T) g` and :math:`v_T = (1 - \beta_2^T) g^2`. They are
+    computed in float64 from the rounded :math:`g`, so that what the stored ones lack is
+    the state's rounding alone.
+
+    Returns
+    -------
+    dict of float64 ndarrays, the shape of ``gradient``
+        ``"gradient"`` (the float16 value used), ``"exp_avg"`` and ``"exp_avg_sq"``
+        (stored), ``"exact_exp_avg"`` and ``"exact_exp_avg_sq"``.
+
+    Examples
+    --------
+    >>> out = adam_moments_in_float16([1e-2, 1e-5, 1e-7], steps=10)
+    >>> out["exp_avg_sq"] > 0                   # (1 - 0.999) * 1e-5**2 = 1e-13 is far below 2**-25
+    array([ True, False, False])
+    >>> out["exp_avg"] > 0                      # (1 - 0.9) * 1e-7 = 1e-8 too
+    array([ True,  True, False])
+    """
+    steps = _check_steps(steps)
+    beta1, beta2 = _check_betas(betas)
+    g16 = np.array(gradient, dtype=np.float64)
+    if not np.all(np.isfinite(g16)):
+        raise ValueError("gradient contains NaN or infinity")
+    g16 = g16.astype(np.float16)
+    param, grad = np.zeros_like(g16), g16.copy()
+    kwargs = {} if state_dtype is None else {"state_dtype": state_dtype}
+    with _float16_arithmetic_expected():  # the parameters go to +-inf or NaN with float16 state
+        optimizer = Adam([{"params": param, "grad": grad}], betas=(beta1, beta2), **kwargs)
+        for _ in range(steps):
+            optimizer.step()
+    g = g16.astype(np.float64)
+    state = optimizer.state[0]
+    return {
+        "gradient": g,
+        "exp_avg": state["exp_avg"].astype(np.float64),
+        "exp_avg_sq": state["exp_avg_sq"].astype(np.float64),
+        "exact_exp_avg": (1 - beta1**steps) * g,
+        "exact_exp_avg_sq": (1 - beta2**steps) * g * g,
+    }
+
+
+def adam_float16_training(
+    scales: Any = FLOAT16_SCALES,
+    *,
+    lr: float = 1e-3,
+    steps: int = 3000,
+    configs: dict[str, tuple[type, dict[str, Any]]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    r"""Adam on :math:`f(x) = \tfrac12 \sum_i s_i (x_i - 1)^2` from :math:`x = 0`, per low-precision configuration.
+
+    Coordinate :math:`i`'s gradient :math:`s_i (x_i - 1)` starts at :math:`-s_i`
+    (``scales``, by default 1e-4 down to 1e-7) and shrinks as :math:`x_i` nears 1. It is
+    computed in float64 from the parameters and rounded to their dtype, as a float16
+    model's backward pass would hand it over. Adam is scale invariant: in exact arithmetic
+    every coordinate moves by about ``lr`` a step, whatever its :math:`s_i`, until it
+    nears 1. Each of ``configs`` (by default :data:`FLOAT16_CONFIGS`: float16 state,
+    float16 state with eps :math:`2^{-24}`, ``state_dtype=np.float32``,
+    ``master_weights=True``, float32 parameters) runs ``steps`` steps of Adam at ``lr``.
+
+    Returns
+    -------
+    dict
+        Per configuration:
+
+        * ``"losses"``: :math:`f` before each step and after the last, shape ``(steps + 1,)``
+          (inf or NaN once a parameter is);
+        * ``"distances"``: :math:`|x_i - 1|`, shape ``(steps + 1, len(scales))``;
+        * ``"step1"``: the effective step of the first step, :math:`|x_{1,i} - x_{0,i}| / \alpha`
+          (1 for a coordinate that moves by the learning rate; inf for one sent to infinity);
+        * ``"first_nonfinite"``: the first step after which some parameter is inf or NaN, or None;
+        * ``"zero_exp_avg"``, ``"zero_exp_avg_sq"``: after each step, the fraction of the
+          moments' entries that are exactly 0, shape ``(steps,)``.
+
+    Examples
+    --------
+    >>> out = adam_float16_training([1e-4, 1e-6], steps=2, configs={"float32": FLOAT16_CONFIGS["float32"]})
+    >>> [round(float(step), 2) for step in out["float32"]["step1"]], out["float32"]["first_nonfinite"]
+    ([1.0, 0.99], None)
+    """
+    steps = _check_steps(steps)
+    s = np.array(scales, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"Invalid scales: expected a non-empty 1-d array of positive finite numbers, got {scales!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"Invalid lr: {lr!r} (expected a finite float > 0)")
+    configs = FLOAT16_CONFIGS if configs is None else configs
+    out: dict[str, dict[str, Any]] = {}
+    for name, (dtype, kwargs) in configs.items():
+        x: np.ndarray = np.zeros(s.shape, dtype=dtype)
+        grad = np.zeros_like(x)
+        distances = np.empty((steps + 1, s.size))
+        zero_m, zero_v = np.empty(steps), np.empty(steps)
+        first_nonfinite, x1 = None, x.astype(np.float64)
+        with _float16_arithmetic_expected():  # float16 state sends the parameters to +-inf, and then NaN
+            optimizer = Adam([{"params": x, "grad": grad}], lr=lr, **kwargs)
+            for t in range(steps):
+                x64 = x.astype(np.float64)
+                distances[t] = np.abs(x64 - 1)
+                grad[...] = s * (x64 - 1)  # rounded to the parameters' dtype
+                optimizer.step()
+                state = optimizer.state[0]
+                zero_m[t] = np.mean(state["exp_avg"] == 0)
+                zero_v[t] = np.mean(state["exp_avg_sq"] == 0)
+                if t == 0:
+                    x1 = x.astype(np.float64)
+                if first_nonfinite is None and not np.all(np.isfinite(x)):
+                    first_nonfinite = t + 1
+            distances[steps] = np.abs(x.astype(np.float64) - 1)
+            losses = 0.5 * (distances**2 @ s)
+        out[name] = {
+            "losses": losses,
+            "distances": distances,
+            "step1": np.abs(x1) / lr,  # x_0 = 0
+            "first_nonfinite": first_nonfinite,
+            "zero_exp_avg": zero_m,
+            "zero_exp_avg_sq": zero_v,
+        }
+    return out

@@ -12,9 +12,12 @@ Usage::
     python -m parity --replay-lr-scheduler OneCycleLR '<case json from a failure message>'
     python -m parity --replay-function clip_grad_norm_ '<case json from a failure message>'
 
-The pairs: every optimizer (parity/registry.py OPTIMIZERS), the specification's three
-schedules (SCHEDULERS), torch's schedulers (parity/schedules.py PAIRS) and clipping and
-averaging (parity/functions.py PAIRS); the last two compare bit for bit. A line is printed
+The pairs: every optimizer (parity/registry.py OPTIMIZERS), the four with ``fused=True`` on
+both sides (FUSED: SGD+fused, Adam+fused, AdamW+fused, Adagrad+fused, parity/fused.py), the
+specification's three schedules (SCHEDULERS), torch's schedulers (parity/schedules.py PAIRS)
+and clipping and averaging (parity/functions.py PAIRS); the last three kinds compare bit for
+bit. The report also lists the known torch defects (registry.KNOWN_TORCH_DEFECTS), each
+re-measured on the installed torch. A line is printed
 as each pair finishes, then a summary. Each pair draws its cases from its own seed
 (parity.profiles.pair_seed(pair, --seed)): a run is reproducible, whatever --workers and
 --pairs, and pairs do not all draw the same sequence.
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = profiles.load(args.profile or os.environ.get("HYPOTHESIS_PROFILE") or "parity")
     from . import functions, harness, report, schedules
-    from .registry import OPTIMIZERS, SCHEDULERS
+    from .registry import FUSED, OPTIMIZERS, SCHEDULERS
 
     def refuse(option: str, error: Exception) -> NoReturn:
         parser.exit(2, f"{parser.prog}: error: {option}: {error}\n")
@@ -115,10 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         except (TypeError, ValueError) as error:
             refuse("--replay", error)
         try:
-            results = harness.run_case(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
+            results = harness.runner(pair)(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
         except harness.ParityError as error:
             print(error)
             return 1
+        if isinstance(results, list):  # a fused pair: bit for bit
+            for c in results:
+                print(f"fused    {c.name:20s} {c.compared} values compared, {c.differing} differing, "
+                      f"most differing bits {c.bits}, largest ulps {c.ulps:g}")
+            return 0
         for side, comparisons in results.items():
             for c in comparisons:
                 print(f"{side:8s} {c.name:20s} worst error {c.worst_error:.3e}  error/bound {c.worst_ratio:.3f}  "
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"from torch, largest difference {side.worst_error:.3g}")
             return 0 if side.differing == 0 else 1
 
-    known = [*OPTIMIZERS, *SCHEDULERS, *schedules.PAIRS, *functions.PAIRS]
+    known = [*OPTIMIZERS, *FUSED, *SCHEDULERS, *schedules.PAIRS, *functions.PAIRS]
     names = args.pairs.split(",") if args.pairs else known
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -178,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def pair_line(name: str, stats: Any, seconds: float) -> str:
     """One line for a finished pair: its cases, steps, worst error / bound (or differing values), time."""
+    from .registry import FUSED
+
     rows = [side for (pair, _, _), side in stats.sides.items() if pair == name]
     # Every torch side of an optimizer pair runs the same cases: count one side per dtype.
     counted = [side for (pair, _, which), side in stats.sides.items() if pair == name and which != "fused"]
@@ -186,6 +196,8 @@ def pair_line(name: str, stats: Any, seconds: float) -> str:
     if rows and all(side.bitwise for side in rows):
         compared, differing = sum(side.compared for side in rows), sum(side.differing for side in rows)
         result = f"{compared} values compared, {differing} differing (bitwise)"
+        if name in FUSED:
+            result += f", most differing bits {max(side.bits for side in rows)}"
     else:
         result = f"worst error / bound {max((side.worst_ratio for side in rows), default=0.0):.3f}"
     return f"{name}: {status}: {cases} cases, {steps} steps, {result}, {seconds:.1f} s"

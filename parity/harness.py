@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -22,9 +23,9 @@ import numpy_optim
 
 from . import tolerance
 from .profiles import for_trajectories, seeded
-from .registry import OPTIMIZERS, SCHEDULERS, torch_learning_rates
+from .registry import FUSED, OPTIMIZERS, SCHEDULERS, torch_learning_rates
 from .strategies import DTYPES, GRADIENT_KINDS, HYPERPARAMETERS, PAIRED_KEYS, CaseSpec, case_specs, shapes
-from .trajectories import build_case, perturbed, run_numpy, run_torch
+from .trajectories import build_case, numpy_dtype, perturbed, run_numpy, run_torch
 
 ALL_BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -193,6 +194,11 @@ class PairSpec:
 
     @classmethod
     def registry(cls, name: str) -> PairSpec:
+        """An OPTIMIZERS pair, or a FUSED pair: its optimizer's, numpy_optim's class called
+        with ``fused=True`` (judged by parity/fused.py, bit for bit)."""
+        if name in FUSED:
+            p = OPTIMIZERS[FUSED[name].optimizer]
+            return cls(name, _fused(p.ours), p.theirs, p.buffers, True, p.torch_has_step, False, p.hyperparameters)
         p = OPTIMIZERS[name]
         return cls(p.name, p.ours, p.theirs, p.buffers, p.fused, p.torch_has_step, p.closure, p.hyperparameters)
 
@@ -217,10 +223,16 @@ class PairSpec:
                 "closure": self.closure}
 
 
-def parse_case(text: str, pair: PairSpec | None = None) -> CaseSpec:
+@functools.cache
+def _fused(cls: type) -> Callable[..., Any]:
+    """``cls`` with ``fused=True`` (one object per class: registry PairSpecs compare equal)."""
+    return functools.partial(cls, fused=True)
+
+
+def parse_case(text: str, pair: PairSpec | None = None, dtypes: tuple[str, ...] = DTYPES) -> CaseSpec:
     """A :class:`CaseSpec` from the JSON a failure message prints (``python -m parity --replay``),
-    every field checked first: ``pair`` a registry pair (or, given ``pair``, a user pair's
-    name: any hyperparameter names), ``dtype`` one of :data:`DTYPES`,
+    every field checked first: ``pair`` a registry pair (OPTIMIZERS or FUSED; or, given ``pair``,
+    a user pair's name: any hyperparameter names), ``dtype`` one of ``dtypes`` (a FUSED pair's own),
     the hyperparameter names the registry lists for the pair (overrides too), the gradient
     kinds :data:`GRADIENT_KINDS`, a schedule the registry's, no unknown key; the counts and
     sizes within the bounds above, types as :func:`CaseSpec.to_json` writes them; then the
@@ -235,10 +247,11 @@ def parse_case(text: str, pair: PairSpec | None = None) -> CaseSpec:
                       ("pair", "dtype", "hyperparameters", "overrides", "shapes", "gradient_kinds", "steps", "seed"),
                       ("closed_loop", "schedule", "init_scale", "extra"))
     if pair is None:
-        pair = PairSpec.registry(check_name("case['pair']", data["pair"], OPTIMIZERS))
+        pair = PairSpec.registry(check_name("case['pair']", data["pair"], [*OPTIMIZERS, *FUSED]))
+        dtypes = FUSED[pair.name].dtypes if pair.name in FUSED else dtypes
     elif type(data["pair"]) is not str:
         raise TypeError(f"case['pair'] must be a name (a string), got {_show(data['pair'])} ({_kind(data['pair'])})")
-    dtype = check_name("case['dtype']", data["dtype"], DTYPES)
+    dtype = check_name("case['dtype']", data["dtype"], dtypes)
     steps = check_int("case['steps']", data["steps"], 1, MAX_STEPS)
     check_int("case['seed']", data["seed"], 0, MAX_SEED)
     closed_loop = check_bool("case['closed_loop']", data.get("closed_loop", False))
@@ -262,7 +275,7 @@ def parse_case(text: str, pair: PairSpec | None = None) -> CaseSpec:
                          f"overrides; got closed_loop={closed_loop}, schedule={schedule}, overrides={overrides}")
     check_budget("case", "steps x elements", steps * elements, MAX_RECORDED)
     spec = CaseSpec.from_json(text)
-    entries = [{"params": np.zeros(shape, dtype), "grad": np.zeros(shape, dtype), **entry}
+    entries = [{"params": np.zeros(shape, numpy_dtype(dtype)), "grad": np.zeros(shape, numpy_dtype(dtype)), **entry}
                for shape, entry in zip(spec.shapes, spec.overrides)]
     try:
         optimizer = pair.ours(entries, **spec.hyperparameters)
@@ -356,7 +369,17 @@ def replay(text: str, ours: Callable[..., Any] | None = None, theirs: type | Non
     given). The JSON is checked first (:func:`replay_case`, :func:`parse_case`: TypeError or ValueError).
     """
     spec, pair = replay_case(text, ours, theirs, **options)
-    return run_case(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
+    return runner(pair)(spec, pair.ours, pair.theirs, name=pair.name, **pair.options())
+
+
+def runner(pair: PairSpec) -> Callable[..., Any]:
+    """The function that runs ``pair``'s cases: :func:`run_case` (the tolerance model), or
+    for a registry FUSED pair parity.fused.run_case (zero tolerance)."""
+    if pair.name in FUSED and pair == PairSpec.registry(pair.name):
+        from . import fused
+
+        return fused.run_case
+    return run_case
 
 
 class ParityError(AssertionError):
@@ -384,6 +407,10 @@ class SideStats:
     bitwise: bool = False
     compared: int = 0
     differing: int = 0
+    # Fused pairs (parity/fused.py), bitwise too: the most bits in which a value differed
+    # (popcount of the XOR of the bit patterns) and the largest distance in ulps.
+    bits: int = 0
+    ulps: float = 0.0
 
 
 @dataclass
@@ -421,7 +448,7 @@ def _reproduce(spec: CaseSpec, pair: PairSpec) -> str:
     exports (``--ours``/``--theirs`` paths and ``--options``); else a Python call to run where
     the optimizer is defined (a script's own class)."""
     case = spec.to_json()
-    if pair.name in OPTIMIZERS and pair == PairSpec.registry(pair.name):
+    if (pair.name in OPTIMIZERS or pair.name in FUSED) and pair == PairSpec.registry(pair.name):
         return f"python -m parity --replay {shlex.quote(case)}"
     ours, theirs = importable_path(pair.ours), importable_path(pair.theirs)
     options = json.dumps(pair.options(), sort_keys=True)
@@ -695,7 +722,7 @@ def check_scheduler(pair: str, *, stats: Stats | None = None, max_examples: int 
 def run_pair(name: str, profile: str, seed: int, max_examples: int | None) -> tuple[str, Any, float]:
     """Run pair ``name`` (any kind) under ``profile`` with its own seed; return its name, its
     Stats (failure included) and the seconds it took. A worker process's task."""
-    from . import functions, profiles, schedules
+    from . import functions, fused, profiles, schedules
 
     profiles.load(profile)
     stats = Stats()
@@ -703,6 +730,8 @@ def run_pair(name: str, profile: str, seed: int, max_examples: int | None) -> tu
     try:
         if name in OPTIMIZERS:
             check_pair(name, stats=stats, seed=seed, max_examples=max_examples)
+        elif name in FUSED:
+            fused.check(name, stats=stats, seed=seed, max_examples=max_examples)
         elif name in SCHEDULERS:
             check_scheduler(name, stats=stats, seed=seed, max_examples=max_examples)
         elif name in schedules.PAIRS:

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 #: mixed element by element from 1e-10 to 1e6, and sparse (mostly zeros).
 GRADIENT_KINDS = ("normal", "zeros", "tiny", "large", "mixed", "sparse")
 DTYPES = ("float32", "float64")
+#: The dtypes of torch's fused CPU kernels (parity/registry.py FUSED); bfloat16 is ml_dtypes'.
+FUSED_DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: Hyperparameters that may be pairs (tuples on both sides; JSON keeps them as lists):
 #: ``betas``, Rprop's ``etas`` and ``step_sizes``, Adafactor's ``eps``.
 PAIRED_KEYS = ("betas", "etas", "step_sizes", "eps")
@@ -334,6 +336,52 @@ def schedules(draw: st.DrawFn, base_lr: float, steps: int) -> dict[str, Any] | N
 #: Run lengths: mostly short, sometimes a few hundred steps.
 step_counts = st.one_of(st.integers(1, 12), st.integers(13, 60), st.integers(61, 300))
 
+# ----- torch's fused kernels (parity/fused.py) ------------------------------------------------
+#
+# Sizes straddle the kernels' lane counts (4 float64, 8 float32, 16 float16/bfloat16: a vector
+# body of n - n % lanes elements, then a scalar tail): 0-d and 1..40 elements (all tail, one
+# body and a tail, ...), a few hundred, and more than 1024; matrices are flattened.
+
+fused_shape = st.one_of(
+    st.just(()),
+    st.tuples(st.integers(1, 40)),
+    st.tuples(st.integers(1, 40)),
+    st.tuples(st.integers(1, 6), st.integers(1, 12)),
+    st.tuples(st.integers(100, 400)),
+    st.tuples(st.integers(1025, 1100)),
+)
+fused_shapes = st.lists(fused_shape, min_size=1, max_size=3)
+#: One case in about ten runs 1,000 steps; the rest 1 to 100 (a failure shrinks towards them).
+fused_step_counts = st.integers(1, 10).flatmap(
+    lambda k: st.just(1000) if k == 10 else st.one_of(st.integers(1, 12), st.integers(13, 100)))
+#: Adam's betas, with 1 - beta1 >= 0.5 drawn often (the fused first moment's other branch:
+#: ``m = fma(W - 1, g - m, g)`` for ``W = 1 - beta1 >= 0.5``), its edge 0.5 included.
+fused_beta = st.one_of(beta, st.sampled_from([0.5, 0.3, 0.2]), _unit(0.0, 0.5))
+
+
+@st.composite
+def fused_adam_hyperparameters(draw: st.DrawFn, decoupled: bool = True) -> dict[str, Any]:
+    """Adam's (and ``decoupled_weight_decay`` when ``decoupled``), betas from ``fused_beta``."""
+    hyper = {
+        "lr": draw(lr, label="lr"),
+        "betas": (draw(fused_beta, label="beta1"), draw(fused_beta, label="beta2")),
+        "eps": draw(eps, label="eps"),
+        "weight_decay": draw(weight_decay, label="weight_decay"),
+        "amsgrad": draw(st.booleans(), label="amsgrad"),
+        "maximize": draw(st.booleans(), label="maximize"),
+    }
+    if decoupled:
+        hyper["decoupled_weight_decay"] = draw(st.booleans(), label="decoupled_weight_decay")
+    return hyper
+
+
+FUSED_HYPERPARAMETERS = {
+    "SGD": sgd_hyperparameters(),
+    "Adam": fused_adam_hyperparameters(),
+    "AdamW": fused_adam_hyperparameters(decoupled=False),
+    "Adagrad": adagrad_hyperparameters(),
+}
+
 
 @st.composite
 def case_specs(
@@ -344,17 +392,20 @@ def case_specs(
     max_steps: int = 300,
     closed_loop: bool = True,
     schedules_too: bool = True,
+    shape_lists: st.SearchStrategy[list[tuple[int, ...]]] = shapes,
+    run_lengths: st.SearchStrategy[int] = step_counts,
 ) -> CaseSpec:
     """A whole case for ``pair`` (a registry name, or any label for user-supplied pairs).
 
     ``schedules_too`` draws learning-rate schedules (numpy_optim schedulers need a
-    numpy_optim optimizer to drive).
+    numpy_optim optimizer to drive); ``shape_lists`` and ``run_lengths`` draw the shapes
+    and the number of steps (the fused pairs: :data:`fused_shapes`, :data:`fused_step_counts`).
     """
     hyperparameters = hyperparameters if hyperparameters is not None else HYPERPARAMETERS[pair]
     dtype = draw(st.sampled_from(dtypes), label="dtype")
     hyper = draw(hyperparameters, label="hyperparameters")
-    entry_shapes = draw(shapes, label="shapes")
-    steps = min(draw(step_counts, label="steps"), max_steps)
+    entry_shapes = draw(shape_lists, label="shapes")
+    steps = min(draw(run_lengths, label="steps"), max_steps)
     closed = closed_loop and draw(st.booleans(), label="closed loop?")
     kinds = [draw(st.sampled_from(GRADIENT_KINDS), label=f"entry {i} gradient kind") for i in range(len(entry_shapes))]
     return CaseSpec(

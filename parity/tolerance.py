@@ -58,6 +58,7 @@ explain and fix.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,3 +219,87 @@ SCHEDULE_ULPS = 4.0
 def schedule_bound(step: int, peak_lr: float) -> float:
     """``SCHEDULE_ULPS * eps64 * (step + 1) * peak_lr``: the closed-vs-recursive allowance."""
     return SCHEDULE_ULPS * EPS["float64"] * (step + 1) * peak_lr
+
+
+# ----- zero tolerance: torch's fused kernels --------------------------------------------
+#
+# numpy_optim's ``fused=True`` reproduces torch's fused CPU arithmetic exactly, so its pairs
+# (parity/registry.py FUSED) have no bound at all: every value of every step, parameters and
+# state buffers, must have torch's bits. NaNs included: two NaNs agree only with the same
+# bit pattern (payload and sign). The report shows how far apart differing values are, in
+# bits (popcount of the XOR of the two bit patterns) and in ulps (1: neighbours; -0 and +0
+# are 0 ulps apart, but their bits differ).
+
+
+@dataclass
+class BitDifference:
+    """The first value (step, then flat index) whose bits differ from torch's."""
+
+    name: str           # e.g. "exp_avg[1]"
+    step: int           # 1-based
+    index: tuple[int, ...]
+    ours: float
+    theirs: float
+    ours_bits: str      # hexadecimal bit patterns
+    theirs_bits: str
+    bits: int           # popcount of their XOR
+    ulps: float
+
+
+@dataclass
+class BitComparison:
+    """One recorded array over a whole trajectory, compared bit for bit."""
+
+    name: str
+    compared: int       # values compared: elements x steps (a 0-d or empty array counts 1 a step)
+    differing: int      # values whose bits differ
+    bits: int           # the most bits in which one value differs (0: bit for bit)
+    ulps: float         # the largest distance in ulps (inf: a NaN against a number)
+    first: BitDifference | None
+
+
+def _ordered(bits: np.ndarray, width: int) -> np.ndarray:
+    """Bit patterns (unsigned ints of ``width`` bits) as signed ints ordered as the floats
+    they encode: -0 and +0 both 0, adjacent floats adjacent ints."""
+    magnitude = (bits & ((1 << (width - 1)) - 1)).astype(np.int64)
+    return np.where(bits >> (width - 1) == 1, -magnitude, magnitude)
+
+
+def compare_bits(name: str, ours: np.ndarray, theirs: np.ndarray) -> BitComparison:
+    """Compare two trajectories of one array (stacked over steps) to the bit.
+
+    Different dtypes or shapes differ in every value, in every bit (``bits`` the width of
+    torch's dtype, ``ulps`` inf). Two NaNs are equal whatever their sign and payload bits:
+    torch's own vector body and scalar tail store different NaN patterns (a bfloat16 NaN is
+    0xffff in one, 0x7fc0 in the other), as NumPy's vector and scalar loops do
+    (numpy_optim/_backend.py); that a value is NaN is compared."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    compared = len(theirs) * max(int(np.prod(theirs.shape[1:])), 1)
+    width = 8 * theirs.dtype.itemsize
+    if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
+        first = BitDifference(name, 1, (), math.nan, math.nan, f"ours {ours.dtype}{list(ours.shape)}",
+                              f"torch {theirs.dtype}{list(theirs.shape)}", width, math.inf)
+        return BitComparison(name, compared, compared, width, math.inf, first)
+    unsigned = np.dtype(f"uint{width}")
+    a, b = ours.view(unsigned), theirs.view(unsigned)
+    differ = a != b
+    if differ.any():
+        differ &= ~(np.isnan(ours.astype(np.float64)) & np.isnan(theirs.astype(np.float64)))
+    count = int(differ.sum())
+    if count == 0:
+        return BitComparison(name, compared, 0, 0, 0.0, None)
+    xa, xb = a[differ], b[differ]
+    bits = np.unpackbits((xa ^ xb).view(np.uint8)).reshape(count, -1).sum(axis=1)   # popcount
+    oa, ob = _ordered(xa, width), _ordered(xb, width)
+    same_sign = (oa >= 0) == (ob >= 0)
+    ulps = np.where(same_sign, np.abs(oa - ob).astype(np.float64),   # no overflow: same sign
+                    np.abs(oa).astype(np.float64) + np.abs(ob).astype(np.float64))
+    nan = np.isnan(ours[differ].astype(np.float64)) | np.isnan(theirs[differ].astype(np.float64))
+    ulps[nan] = math.inf
+    where = tuple(int(i) for i in np.argwhere(differ)[0])
+    flat = where[1:]
+    first = BitDifference(
+        name, where[0] + 1, flat, float(ours[where]), float(theirs[where]),
+        f"0x{int(a[where]):0{width // 4}x}", f"0x{int(b[where]):0{width // 4}x}", int(bits[0]), float(ulps[0]),
+    )
+    return BitComparison(name, compared, count, int(bits.max()), float(ulps.max()), first)

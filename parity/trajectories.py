@@ -31,6 +31,38 @@ from .strategies import CaseSpec
 Trajectory = dict[str, np.ndarray]
 
 _KIND_SCALE = {"normal": 1.0, "zeros": 0.0, "tiny": 1e-10, "large": 1e6}
+#: float16 (largest 65504, smallest subnormal 6e-8) would turn "large" into inf and "tiny"
+#: into 0: its gradients are scaled within its range instead (bfloat16 has float32's range).
+_FLOAT16_SCALE = {"tiny": 1e-5, "large": 1e2}
+_FLOAT16_MIXED = [-6, -3, 0, 2, 4]
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype named ``name``: float16, float32, float64, or ``"bfloat16"``, which is
+    ml_dtypes' (imported only then)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    """A copy of ``a`` as a torch tensor of the same dtype and bits (bfloat16 through its
+    uint16 bit patterns: torch.from_numpy knows no ml_dtypes)."""
+    a = np.array(a, copy=True)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A copy of tensor ``t`` as a NumPy array of the same dtype and bits (bfloat16: an
+    ml_dtypes.bfloat16 array, through the uint16 bit patterns)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.uint16).numpy().view(numpy_dtype("bfloat16")).copy()
+    return t.numpy().copy()
 
 
 @dataclass
@@ -44,19 +76,19 @@ class Case:
     target: list[np.ndarray]                   # closed loop: the quadratic's minimizer per entry
 
 
-def _gradient(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+def _gradient(rng: np.random.Generator, kind: str, shape: tuple[int, ...], dtype: str = "float64") -> np.ndarray:
     values = rng.standard_normal(shape)
     if kind == "mixed":
-        return values * 10.0 ** rng.choice([-10, -3, 0, 3, 6], size=shape)
+        return values * 10.0 ** rng.choice(_FLOAT16_MIXED if dtype == "float16" else [-10, -3, 0, 3, 6], size=shape)
     if kind == "sparse":
         return values * (rng.random(shape) < 0.2)
-    return values * _KIND_SCALE[kind]
+    return values * (_FLOAT16_SCALE if dtype == "float16" else _KIND_SCALE).get(kind, _KIND_SCALE[kind])
 
 
 def build_case(spec: CaseSpec) -> Case:
     """Make the arrays of a case from its spec (deterministic in ``spec.seed``)."""
     rng = np.random.default_rng(spec.seed)
-    dtype = np.dtype(spec.dtype)
+    dtype = numpy_dtype(spec.dtype)
 
     def representable(a: np.ndarray) -> np.ndarray:
         return np.asarray(a, dtype=dtype).astype(np.float64)
@@ -67,7 +99,7 @@ def build_case(spec: CaseSpec) -> Case:
     gradients = None
     if not spec.closed_loop:
         gradients = [
-            [representable(_gradient(rng, kind, s)) for kind, s in zip(spec.gradient_kinds, spec.shapes)]
+            [representable(_gradient(rng, kind, s, spec.dtype)) for kind, s in zip(spec.gradient_kinds, spec.shapes)]
             for _ in range(spec.steps)
         ]
     return Case(spec, x0, gradients, curvature, target)
@@ -109,7 +141,7 @@ def run_numpy(case: Case, factory: OptimizerFactory, dtype: str, buffers: tuple[
     if closure:
         return run_numpy_closure(case, factory, dtype, buffers)
     spec = case.spec
-    params = [x.astype(dtype) for x in case.x0]
+    params = [x.astype(numpy_dtype(dtype)) for x in case.x0]
     entries = [{"params": p, "grad": np.zeros_like(p), **o} for p, o in zip(params, spec.overrides)]
     optimizer = factory(entries, **spec.hyperparameters)
     scheduler = make_scheduler(spec)
@@ -152,8 +184,7 @@ def run_torch(
     if closure:
         return run_torch_closure(case, torch_class, dtype, buffers, has_step=has_step, nudged=nudged)
     spec = case.spec
-    tdtype = getattr(torch, dtype)
-    params = [torch.tensor(x, dtype=tdtype, requires_grad=True) for x in case.x0]
+    params = [to_torch(x.astype(numpy_dtype(dtype))).requires_grad_() for x in case.x0]
     groups = [{"params": [p], **o} for p, o in zip(params, spec.overrides)]
     optimizer = torch_class(groups, **spec.hyperparameters, **({"fused": True} if fused else {}))
     schedule = make_scheduler(spec)
@@ -166,18 +197,18 @@ def run_torch(
                 group["lr"] = overrides["lr"] * factor if "lr" in overrides else lr
         for i, p in enumerate(params):
             if case.gradients is not None:
-                g = case.gradients[t][i].astype(dtype)
+                g = case.gradients[t][i].astype(numpy_dtype(dtype))
             else:
-                g = closed_loop_gradient(case, i, p.detach().numpy())
+                g = closed_loop_gradient(case, i, to_numpy(p))
             g = nudge(g, dtype, t + i + nudged) if nudged else g
-            p.grad = torch.from_numpy(np.array(g, dtype=dtype, copy=True))
+            p.grad = to_torch(np.asarray(g, dtype=numpy_dtype(dtype)))
         optimizer.step()
         for i, p in enumerate(params):
-            record.setdefault(f"params[{i}]", []).append(p.detach().numpy().copy())
+            record.setdefault(f"params[{i}]", []).append(to_numpy(p))
             state = optimizer.state.get(p, {})
             for name in buffers:
                 if name in state and state[name] is not None:
-                    record.setdefault(f"{name}[{i}]", []).append(state[name].detach().numpy().copy())
+                    record.setdefault(f"{name}[{i}]", []).append(to_numpy(state[name]))
             if has_step:
                 record.setdefault(f"step[{i}]", []).append(np.array(float(state["step"])))
     return {name: np.stack(values) for name, values in record.items()}

@@ -51,7 +51,8 @@ def torch_error_inputs(pair: str) -> list[Any]:
 def ours_kwargs(pair: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """A torch configuration's kwargs as numpy_optim takes them (see the module docstring).
     Where a default differs on purpose (SGD's lr), torch's default is passed explicitly."""
-    result = {name: theirs for name, (_, theirs) in pair.default_differences.items() if name not in kwargs}
+    result = {name: theirs for name, (_, theirs) in pair.default_differences.items()
+              if name not in kwargs and name not in TORCH_ONLY}   # fused=None: torch's "not fused"
     for key, value in kwargs.items():
         if key in TORCH_ONLY:
             continue
