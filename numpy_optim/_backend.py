@@ -10,7 +10,9 @@
 
 numba is imported at the first step that could use it, never by ``import numpy_optim``.
 Even on the numba backend a group of arrays takes the NumPy kernel when the compiled one
-does not cover it: a dtype other than float32 and float64, an array that is not
+does not cover it: a dtype other than float32 and float64 (float16 and bfloat16 entries
+of SGD, Adam, AdamW and Adagrad, and every entry with ``state_dtype`` or master weights,
+run on float32 copies, which it covers), an array that is not
 C-contiguous or a parameter overlapping its gradient, and any step run under
 ``np.errstate`` set to ``"raise"`` or ``"call"`` (the compiled code cannot raise
 FloatingPointError; with ``"warn"``, the default, or ``"print"`` and ``"log"`` it is

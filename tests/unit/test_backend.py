@@ -38,7 +38,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_optim import SGD, Adam, AdamW, _backend, _blocks, _fma, backend, use_backend
+from numpy_optim import SGD, Adagrad, Adam, AdamW, _backend, _blocks, _fma, backend, use_backend
 from numpy_optim.adam import adam_compiled
 from numpy_optim.sgd import sgd_compiled
 
@@ -586,7 +586,7 @@ def _fallback_entries(case: str, rng):
     raise AssertionError(case)
 
 
-FALLBACKS = ["float16", "transposed", "strided-view", "grad-is-param", "grad-views-param", "big-endian"]
+FALLBACKS = ["transposed", "strided-view", "grad-is-param", "grad-views-param", "big-endian"]
 
 
 @pytest.mark.numba
@@ -607,13 +607,38 @@ def test_arrays_the_compiled_kernels_do_not_cover_take_the_numpy_kernel(case, cl
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("kwargs", [{"fused": False}, {"fused": True}, {"state_dtype": np.float32},
+                                    {"master_weights": True}], ids=["single-tensor", "fused", "state_dtype", "master"])
+@pytest.mark.parametrize("cls, hyper", [(SGD, {"lr": 0.1, "momentum": 0.9}), (AdamW, {"lr": 0.01, "eps": 1e-3}),
+                                        (Adagrad, {"lr": 0.1, "weight_decay": 0.1})],
+                         ids=["SGD", "AdamW", "Adagrad"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_parameters_take_the_compiled_kernel_on_float32_copies(half, cls, hyper, kwargs, compiled_calls):
+    """float16 / bfloat16 entries run on float32 copies (torch's half ops, the fused kernels,
+    float32 state, master copies): compiled there, bitwise equal to the NumPy kernels."""
+    if cls is SGD and kwargs == {"fused": True}:
+        kwargs = {"fused": True, "master_weights": True}  # (SGD fused on half itself is refused)
+    dtype = np.dtype(np.float16) if half == "float16" else np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    rng = np.random.default_rng(3)
+    base, grads = rng.standard_normal(1331), rng.standard_normal((3, 1331))
+    sides = [cls([{"params": base.astype(dtype), "grad": np.zeros(1331, dtype)}], **hyper, **kwargs) for _ in "ab"]
+    for step in range(3):
+        for side, backend in zip(sides, ("numpy", "numba")):
+            side.param_groups[0]["grad"][...] = grads[step].astype(dtype)
+            with use_backend(backend):
+                side.step()
+        assert_bitwise(sides[0], sides[1], f"{half} {cls.__name__} {kwargs} step {step + 1}")
+    assert compiled_calls, "the compiled kernel did not run"
+
+
+@pytest.mark.numba
 def test_covered_arrays_take_the_compiled_kernel_beside_ones_that_fall_back(compiled_calls):
     rng = np.random.default_rng(2)
     plain = rng.standard_normal(100).astype(np.float32)
     entries = [
         {"params": plain, "grad": np.ones(100, np.float32)},
         {"params": rng.standard_normal((8, 9)).astype(np.float32).T, "grad": np.ones((9, 8), np.float32)},
-        {"params": np.ones(5, np.float16), "grad": np.ones(5, np.float16)},
+        {"params": np.ones(5, np.float64).astype(">f8"), "grad": np.ones(5).astype(">f8")},  # not native
     ]
     with use_backend("numba"):
         AdamW(entries).step()

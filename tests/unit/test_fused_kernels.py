@@ -17,6 +17,10 @@ against torch's fused CPU kernels, bit for bit.
 * The double-precision scalars (a correctly rounded ``fma`` in double, the contracted
   AdamW decay and Adagrad ``clr``), the lane counts and the half-rounded Adagrad
   constants, hand-computed; bad arguments refused.
+* The scalar tail's own C++, against torch on given states, NumPy and compiled kernels:
+  Adam's lerp with ``1 - beta1 = 1`` (a zero's sign), its high-weight branch on random
+  tails over steps, amsgrad's ``std::max`` where ``v`` is NaN; SGD's and Adagrad's tails
+  on signed zeros.
 
 The torch tests need torch (and ml_dtypes for bfloat16); the compiled ones numba.
 """
@@ -384,8 +388,8 @@ _FAST_MATH = re.compile(
 @pytest.mark.numba
 @pytest.mark.parametrize("factory, flags, arity, n_constants", [
     (sgd_fused_compiled, (False, True, True, False, True), 3, 4),
-    (adam_fused_compiled, (False, True, False, True, False, False), 5, 9),
-    (adam_fused_compiled, (True, False, True, False, True, True), 5, 9),
+    (adam_fused_compiled, (False, True, False, True, False, False), 5, 10),
+    (adam_fused_compiled, (True, False, True, False, True, True), 5, 10),
     (adagrad_fused_compiled, (False, True, True), 3, 6),
 ], ids=["SGD-nesterov-wd", "AdamW", "Adam-L2-amsgrad-half", "Adagrad-wd-half"])
 def test_compiled_fused_kernels_have_no_fast_math_or_hardware_fma_and_vectorize(factory, flags, arity, n_constants):
@@ -493,3 +497,210 @@ SGD_ = dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=Fals
 def test_fused_step_arguments_are_checked(make, kwargs, error, message):
     with pytest.raises(error, match=re.escape(message)):
         make(**kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# The scalar tail's own C++ (torch's one-element loop): Adam's lerp for W = 1 and
+# amsgrad's std::max; SGD's and Adagrad's tails on signed zeros
+# --------------------------------------------------------------------------------------
+
+BACKENDS = ["numpy", pytest.param("compiled", marks=pytest.mark.numba)]
+
+
+def run_fused(optimizer: str, backend: str, arrays: list[np.ndarray], k) -> list[np.ndarray]:
+    """One fused step of ``optimizer``'s NumPy kernel or compiled kernel on one parameter's
+    arrays (its dtype; float16 / bfloat16 through float32 copies, rounded back after)."""
+    dtype = arrays[0].dtype
+    compute = np.dtype(np.float32) if is_half(dtype) else dtype
+    update, factory, n_scratch, arity, _ = KERNELS[optimizer]
+    work = [a.reshape(-1).astype(compute) for a in arrays]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if backend == "numpy":
+            update(work, _blocks.whole_scratch((work[0].size,), compute, n_scratch), k)
+        else:
+            pytest.importorskip("numba")
+            from numpy_optim import _compiled
+
+            flags = tuple(value for value in k if isinstance(value, bool))
+            constants = np.array([value for value in k if not isinstance(value, bool)], compute)
+            _blocks.run_compiled(_compiled.kernel(factory, flags), [_blocks.table_row(work, arity)], constants)
+    return [a.astype(dtype) for a in work]
+
+
+def torch_fused_adam(torch, arrays: list[np.ndarray], step: int, *, decoupled: bool, **kwargs) -> list[np.ndarray]:
+    """torch's ``Adam / AdamW(fused=True)`` step ``step`` on one parameter whose state is
+    given: ``arrays`` is ``[param, grad, exp_avg, exp_avg_sq(, max_exp_avg_sq)]``."""
+    dtype = arrays[0].dtype
+    tensor = torch.nn.Parameter(to_torch(torch, arrays[0]))
+    opt = (torch.optim.AdamW if decoupled else torch.optim.Adam)([tensor], fused=True, **kwargs)
+    names = ADAM_BUFFERS[:len(arrays) - 2]
+    opt.state[tensor] = {"step": torch.tensor(float(step - 1)), **{
+        name: to_torch(torch, a) for name, a in zip(names, arrays[2:])}}
+    tensor.grad = to_torch(torch, arrays[1])
+    opt.step()
+    return [to_numpy(torch, tensor, dtype), arrays[1]] + [to_numpy(torch, opt.state[tensor][n], dtype) for n in names]
+
+
+def adam_config(dtype: np.dtype, beta1: float, beta2: float = 0.5, *, step: int = 1, lr: float = 0.01,
+                eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+                decoupled: bool = True):
+    """torch's keyword arguments and the matching :class:`AdamFusedStep` for ``dtype`` parameters."""
+    kwargs = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
+    half = dtype if is_half(dtype) else None
+    k = adam_fused_step(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=decoupled,
+                        dtype=np.float32 if half is not None else dtype, half=half)
+    return kwargs, k
+
+
+def width_of(dtype: np.dtype) -> int:
+    return lanes(np.dtype(np.float32) if is_half(dtype) else dtype, is_half(dtype))
+
+
+def assert_same_bits(ours: list[np.ndarray], theirs: list[np.ndarray], names: tuple[str, ...], where: str) -> None:
+    for name, a, b in zip(names, ours, theirs):
+        assert a.tobytes() == b.tobytes(), f"{where}, {name}: {first_difference(a, b)}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_fused_adam_lerp_of_weight_one_gives_plus_zero_in_the_tail_minus_zero_in_the_body_as_torch(
+        torch, dtype_name, backend):
+    # beta1 = 0 (and 1e-9 in float32: W = float32(1 - 1e-9) = 1): torch's body computes
+    # m = fma(W - 1, g - m, g) and its tail g - (g - m) * (1 - W), contracted to
+    # fma(-(1 - W), g - m, g): with 1 - W = +0 the zero products have opposite signs, so a
+    # zero gradient on a zero moment gives m = -0 in the body and +0 in the tail when
+    # g - m is -0 (the parity harness's find: beta1 = 0, maximize, zero gradients). The
+    # parameter (-0, with lr 0.01) shows m's sign: -0 - step * m / d.
+    dtype = storage_dtype(dtype_name)
+    width = width_of(dtype)
+    zeros = [0.0, -0.0]
+    for beta1 in (0.0, 1e-9):
+        for maximize in (False, True):
+            kwargs, k = adam_config(dtype, beta1, maximize=maximize)
+            for g, m in [(g, m) for g in zeros + [1.0, -3.0] for m in zeros + [0.5]]:
+                # p, g, m, v: a body, then a 3-element tail
+                arrays = [np.full(width + 3, value, dtype) for value in (-0.0, g, m, 0.0)]
+                theirs = torch_fused_adam(torch, arrays, 1, decoupled=True, **kwargs)
+                ours = run_fused("AdamW", backend, arrays, k)
+                where = f"{dtype_name} {backend}: beta1={beta1} maximize={maximize} g={g} m={m}"
+                assert_same_bits(ours, theirs, ("param", "grad", "exp_avg", "exp_avg_sq"), where)
+    # torch's quirk pinned, hand-computed: float64 beta1 = 0, g = -0, m = +0: d = -0 - 0 = -0.
+    kwargs, k = adam_config(dtype, 0.0)
+    arrays = [np.full(width + 1, value, dtype) for value in (1.0, -0.0, 0.0, 0.0)]
+    theirs = torch_fused_adam(torch, arrays, 1, decoupled=True, **kwargs)
+    m = theirs[2].astype(np.float32)
+    assert np.signbit(m[:width]).all() and not np.signbit(m[width]), f"torch's exp_avg {m}: has torch changed?"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_fused_adam_high_weight_branch_tails_match_torch_over_steps(torch, dtype_name, backend):
+    # 1 - beta1 >= 0.5 (torch's lerp "else" branch) on tensors that are all tail, body and
+    # tail, or body only; gradients a third exact zeros of both signs; 12 steps each, every
+    # array compared bit for bit after every step.
+    dtype = storage_dtype(dtype_name)
+    width = width_of(dtype)
+    sizes = [1, width - 1, width, width + 1, 3 * width - 1, 67]
+    rng = np.random.default_rng(11)
+    for beta1, decoupled, amsgrad, maximize, weight_decay in [
+        (0.0, True, False, True, 0.0), (0.0, False, True, False, 0.1), (0.2, True, True, False, 0.3),
+        (0.5, False, False, True, 0.0), (0.3, True, True, True, 0.1),
+    ]:
+        states = [[np.asarray(rng.standard_normal(n)).astype(dtype)] + [np.zeros(n, dtype)] * (4 if amsgrad else 3)
+                  for n in sizes]
+        for step in range(1, 13):
+            kwargs, k = adam_config(dtype, beta1, 0.9, step=step, weight_decay=weight_decay, amsgrad=amsgrad,
+                                    maximize=maximize, decoupled=decoupled)
+            for i, arrays in enumerate(states):
+                n = arrays[0].size
+                g = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 2)
+                r = rng.random(n)
+                arrays[1] = np.where(r < 0.15, 0.0, np.where(r < 0.3, -0.0, g)).astype(dtype)
+                theirs = torch_fused_adam(torch, arrays, step, decoupled=decoupled, **kwargs)
+                ours = run_fused("AdamW" if decoupled else "Adam", backend, arrays, k)
+                where = (f"{dtype_name} {backend}: beta1={beta1} decoupled={decoupled} amsgrad={amsgrad} "
+                         f"maximize={maximize} wd={weight_decay}, step {step}, {n} elements")
+                assert_same_bits(ours, theirs, ("param", "grad") + ADAM_BUFFERS, where)
+                states[i] = ours
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_fused_amsgrad_tail_keeps_the_old_maximum_where_v_is_nan_as_torch(torch, dtype_name, backend):
+    # The body's maximum(max, v) is NaN where either is; the tail's std::max(max, v)
+    # = (max < v ? v : max) keeps the old maximum where v is NaN, and divides by it: the
+    # tail's parameter stays finite. (The NaNs' own bits are not torch's: compared as NaN.)
+    dtype = storage_dtype(dtype_name)
+    width = width_of(dtype)
+    n = width + 2
+    for beta1 in (0.9, 0.0):
+        kwargs, k = adam_config(dtype, beta1, amsgrad=True)
+        arrays = [np.full(n, value, dtype) for value in (1.0, 0.5, 0.25, np.nan, 2.0)]  # v is NaN, max 2
+        theirs = torch_fused_adam(torch, arrays, 1, decoupled=True, **kwargs)
+        ours = run_fused("AdamW", backend, arrays, k)
+        maximum = theirs[4].astype(np.float32)
+        assert np.isnan(maximum[:width]).all() and (maximum[width:] == 2.0).all(), f"torch's max_exp_avg_sq {maximum}"
+        for name, a, b in zip(("param", "grad") + ADAM_BUFFERS, ours, theirs):
+            where = f"{dtype_name} {backend} beta1={beta1} {name}: ours {a} torch {b}"
+            a32, b32 = a.astype(np.float32), b.astype(np.float32)
+            assert (np.isnan(a32) == np.isnan(b32)).all(), where
+            finite = ~np.isnan(b32)
+            assert a[finite].tobytes() == b[finite].tobytes(), where
+        assert np.isfinite(ours[0][width:].astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer, dtype_name", [
+    ("SGD", "float64"), ("SGD", "float32"),
+    ("Adagrad", "float64"), ("Adagrad", "float32"), ("Adagrad", "float16"), ("Adagrad", "bfloat16"),
+])
+def test_fused_sgd_and_adagrad_signed_zeros_in_body_and_tail_match_torch(torch, optimizer, dtype_name, backend):
+    # Their tails' C++ differs from the body in form only (p -= g * lr against
+    # p += g * -lr, buf * mom + g * (1 - d) against fma(1 - d, g, buf * mom), -g against
+    # g * -1): the same bits, zeros' signs included, measured here on every combination of
+    # signed zeros in the parameter, the gradient and the buffer.
+    dtype = storage_dtype(dtype_name)
+    width = width_of(dtype)
+    values = [0.0, -0.0, 1.0]
+    combos = [(p, g, b) for p in values for g in values for b in values]
+    if optimizer == "SGD":
+        configs = [dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=wd, nesterov=nesterov,
+                        maximize=maximize)
+                   for lr in (0.1, 0.0) for momentum, dampening, nesterov in ((0.0, 0.0, False), (0.9, 1.0, False),
+                                                                               (0.5, 0.0, True))
+                   for wd in (0.0, 0.1) for maximize in (False, True)]
+    else:
+        configs = [dict(lr=lr, weight_decay=wd, eps=eps, maximize=maximize)
+                   for lr in (0.1, 0.0) for wd in (0.0, 0.1) for eps in (1e-10, 1e-3) for maximize in (False, True)]
+    for config in configs:
+        for first in ((True, False) if optimizer == "SGD" and config["momentum"] else (True,)):
+            tensors, arrays_list = [], []
+            for p, g, b in combos:
+                arrays = [np.full(width + 3, value, dtype) for value in (p, g, b)]  # body, then a 3-element tail
+                arrays_list.append(arrays)
+                tensors.append(torch.nn.Parameter(to_torch(torch, arrays[0])))
+                tensors[-1].grad = to_torch(torch, arrays[1])
+            if optimizer == "SGD":
+                opt = torch.optim.SGD(tensors, fused=True, **config)
+                if not first:  # a momentum buffer that exists: torch's is_first_step is False
+                    for tensor, arrays in zip(tensors, arrays_list):
+                        opt.state[tensor] = {"momentum_buffer": to_torch(torch, arrays[2])}
+                k = sgd_fused_step(**config, first=first, dtype=dtype)
+                names = ("param", "grad", "momentum_buffer")
+            else:
+                opt = torch.optim.Adagrad(tensors, fused=True, **config)
+                for tensor, arrays in zip(tensors, arrays_list):
+                    opt.state[tensor]["sum"] = to_torch(torch, arrays[2])
+                half = dtype if is_half(dtype) else None
+                k = adagrad_fused_step(step=1, lr_decay=0.0, **config, dtype=np.float32 if half else dtype, half=half)
+                names = ("param", "grad", "sum")
+            opt.step()
+            for tensor, arrays, combo in zip(tensors, arrays_list, combos):
+                theirs = [to_numpy(torch, tensor, dtype), arrays[1]]
+                buffer = opt.state[tensor].get(names[2])
+                if buffer is not None:
+                    theirs.append(to_numpy(torch, buffer, dtype))
+                ours = run_fused(optimizer, backend, arrays, k)
+                where = f"{optimizer} {dtype_name} {backend} {config} first={first}, (p, g, buf) = {combo}"
+                assert_same_bits(ours, theirs, names, where)
