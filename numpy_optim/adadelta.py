@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import fma, scalar_fma, scalar_fma_exact
+from ._fma import add_alpha, fma, half_scalar, scalar_fma, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, _real, check_bool, check_nonnegative
 
 
@@ -22,6 +22,8 @@ class AdadeltaStep(NamedTuple):
     one_minus_rho: float  # 1 - rho
     eps: float
     neg_lr: float  # -lr
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def check_rho(name: str, value: Any) -> float:
@@ -71,28 +73,33 @@ def adadelta_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: Ada
     param, grad, square_avg, acc_delta = arrays[:4]
     t, d, u = scratch[:3]
     w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # torch: square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
-    np.multiply(square_avg, k.rho, square_avg)
+    store_(np.multiply(square_avg, k.rho, square_avg), **half)
     np.multiply(k.one_minus_rho, grad, t)
-    fma(t, grad, square_avg, square_avg, work=w)
-    np.add(square_avg, k.eps, t)  # torch: std = square_avg.add(eps).sqrt_()
-    np.sqrt(t, t)
-    np.add(acc_delta, k.eps, d)  # torch: delta = acc_delta.add(eps).sqrt_() (the old acc_delta)
-    np.sqrt(d, d)
-    np.divide(d, t, d)  # torch: delta.div_(std).mul_(grad)
-    np.multiply(d, grad, d)
+    store_(fma(t, grad, square_avg, square_avg, work=w), **half)
+    eps = half_scalar(k.eps, **half)
+    store_(np.add(square_avg, eps, t), **half)  # torch: std = square_avg.add(eps).sqrt_()
+    store_(np.sqrt(t, t), **half)
+    store_(np.add(acc_delta, eps, d), **half)  # torch: delta = acc_delta.add(eps).sqrt_() (the old acc_delta)
+    store_(np.sqrt(d, d), **half)
+    store_(np.divide(d, t, d), **half)  # torch: delta.div_(std).mul_(grad)
+    store_(np.multiply(d, grad, d), **half)
     # torch: acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
-    np.multiply(acc_delta, k.rho, acc_delta)
+    store_(np.multiply(acc_delta, k.rho, acc_delta), **half)
     np.multiply(k.one_minus_rho, d, t)
-    fma(t, d, acc_delta, acc_delta, work=w)
-    fma(d, k.neg_lr, param, param, work=w)  # torch: param.add_(delta, alpha=-lr)
+    store_(fma(t, d, acc_delta, acc_delta, work=w), **half)
+    add_alpha(param, d, k.neg_lr, param, work=w, **half)  # torch: param.add_(delta, alpha=-lr)
 
 
-def adadelta_compiled(maximize: bool, decay: bool) -> Callable[..., None]:
+def adadelta_compiled(
+    maximize: bool, decay: bool, float16: bool = False, bfloat16: bool = False,
+) -> Callable[..., None]:
     """The compiled kernel: :func:`adadelta_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -175,6 +182,7 @@ class Adadelta(Optimizer):
     """
 
     _kernel = staticmethod(adadelta_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(adadelta_compiled)
     _n_scratch = 3
     _buffer_order = ("square_avg", "acc_delta")

@@ -349,6 +349,7 @@ class Adagrad(Optimizer):
     _fused_kernel_factory = staticmethod(adagrad_fused_compiled)
     _fused_n_scratch = ADAGRAD_FUSED_SCRATCH
     _half_opmath = True
+    _half_compiled = True
     _buffer_order = ("sum",)
     _validators = {
         **LOW_PRECISION_VALIDATORS,

@@ -510,6 +510,7 @@ class Adam(Optimizer):
     _fused_kernel_factory = staticmethod(adam_fused_compiled)
     _fused_n_scratch = ADAM_FUSED_SCRATCH
     _half_opmath = True
+    _half_compiled = True
     _buffer_order = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _validators = {
         **LOW_PRECISION_VALIDATORS,

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import as_dtype_scalar, fma, scalar_fma_exact
+from ._fma import add_alpha, as_dtype_scalar, fma, half_scalar, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
@@ -24,6 +24,8 @@ class AdamaxStep(NamedTuple):
     beta2: float
     eps: float
     neg_clr: float  # -lr / (1 - beta1**t)
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def adamax_step(
@@ -78,28 +80,33 @@ def adamax_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: Adama
     param, grad, exp_avg, exp_inf = arrays[:4]
     t, u = scratch[:2]
     w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # m_t: torch's exp_avg.lerp_(grad, 1 - beta1) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g)
     np.subtract(grad, exp_avg, t)
     if k.low_weight:
         fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
     else:
         fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    store_(exp_avg, **half)
     # u_t: torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(eps), out=exp_inf)
-    np.multiply(exp_inf, k.beta2, exp_inf)
+    store_(np.multiply(exp_inf, k.beta2, exp_inf), **half)
     np.abs(grad, t)
-    np.add(t, k.eps, t)
+    store_(np.add(t, half_scalar(k.eps, **half), t), **half)
     np.maximum(exp_inf, t, out=exp_inf)
     # torch: param.addcdiv_(exp_avg, exp_inf, value=-clr), three roundings
     np.multiply(k.neg_clr, exp_avg, t)
     np.divide(t, exp_inf, t)
-    np.add(param, t, param)
+    store_(np.add(param, t, param), **half)
 
 
-def adamax_compiled(maximize: bool, decay: bool, low_weight: bool) -> Callable[..., None]:
+def adamax_compiled(
+    maximize: bool, decay: bool, low_weight: bool, float16: bool = False, bfloat16: bool = False,
+) -> Callable[..., None]:
     """The compiled kernel: :func:`adamax_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -188,6 +195,7 @@ class Adamax(Optimizer):
 
     _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(adamax_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(adamax_compiled)
     _n_scratch = 2
     _buffer_order = ("exp_avg", "exp_inf")

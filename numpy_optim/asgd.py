@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import fma, scalar_fma_exact
+from ._fma import add_alpha, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_bool, check_finite, check_nonnegative
 
 
@@ -22,6 +22,8 @@ class ASGDStep(NamedTuple):
     shrink: float  # 1 - lambd * eta
     neg_eta: float  # -eta
     mu: float
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def float32(value: float) -> float:
@@ -96,21 +98,25 @@ def asgd_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: ASGDSte
     param, grad, ax = arrays[:3]
     t, u = scratch[:2]
     w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
-    np.multiply(param, k.shrink, param)  # torch: param.mul_(1 - lambd * eta)
-    fma(grad, k.neg_eta, param, param, work=w, exact=True)  # torch: param.add_(grad, alpha=-eta)
+        # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
+    store_(np.multiply(param, k.shrink, param), **half)  # torch: param.mul_(1 - lambd * eta)
+    add_alpha(param, grad, k.neg_eta, param, work=w, exact=True, **half)  # torch: param.add_(grad, alpha=-eta)
     if k.averaging:
-        np.subtract(param, ax, t)  # torch: ax.add_(param.sub(ax).mul_(mu))
-        np.multiply(t, k.mu, t)
-        np.add(ax, t, ax)
+        store_(np.subtract(param, ax, t), **half)  # torch: ax.add_(param.sub(ax).mul_(mu))
+        store_(np.multiply(t, k.mu, t), **half)
+        store_(np.add(ax, t, ax), **half)
     else:
         np.copyto(ax, param)  # torch: ax.copy_(param) while mu == 1
 
 
-def asgd_compiled(maximize: bool, decay: bool, averaging: bool) -> Callable[..., None]:
+def asgd_compiled(
+    maximize: bool, decay: bool, averaging: bool, float16: bool = False, bfloat16: bool = False,
+) -> Callable[..., None]:
     """The compiled kernel: :func:`asgd_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -213,6 +219,7 @@ class ASGD(Optimizer):
 
     _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(asgd_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(asgd_compiled)
     _n_scratch = 2
     _buffer_order = ("ax",)

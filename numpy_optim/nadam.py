@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import as_dtype_scalar, fma, scalar_fma_exact
+from ._fma import add_alpha, as_dtype_scalar, fma, half_scalar, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
@@ -29,6 +29,8 @@ class NAdamStep(NamedTuple):
     eps: float
     grad_coefficient: float  # -lr * (1 - mu_t) / (1 - mu_product_t)
     exp_avg_coefficient: float  # (-lr * mu_{t+1}) / (1 - mu_product_t * mu_{t+1})
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def momentum_schedule(beta1: float, momentum_decay: float, step: float) -> float:
@@ -115,34 +117,38 @@ def nadam_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: NAdamS
     param, grad, exp_avg, exp_avg_sq = arrays[:4]
     t, d, u = scratch[:3]
     w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decoupled:
-        np.multiply(param, k.decay, param)  # torch: param.mul_(1 - lr * weight_decay)
-    if k.coupled:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        store_(np.multiply(param, k.decay, param), **half)  # torch: param.mul_(1 - lr * weight_decay)
+    if k.coupled:  # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # m_t: torch's exp_avg.lerp_(grad, 1 - beta1) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g)
     np.subtract(grad, exp_avg, t)
     if k.low_weight:
         fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
     else:
         fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    store_(exp_avg, **half)
     # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
+    store_(np.multiply(exp_avg_sq, k.beta2, exp_avg_sq), **half)
     np.multiply(k.one_minus_beta2, grad, t)
-    fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True)
-    np.divide(exp_avg_sq, k.bias_correction2, d)  # torch: exp_avg_sq.div(bias_correction2).sqrt()
-    np.sqrt(d, d)
-    np.add(d, k.eps, d)  # torch: denom.add_(eps)
+    store_(fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True), **half)
+    store_(np.divide(exp_avg_sq, k.bias_correction2, d), **half)  # torch: exp_avg_sq.div(bias_correction2).sqrt()
+    store_(np.sqrt(d, d), **half)
+    store_(np.add(d, half_scalar(k.eps, **half), d), **half)  # torch: denom.add_(eps)
     np.multiply(k.grad_coefficient, grad, t)  # torch: param.addcdiv_(grad, denom, value=...)
     np.divide(t, d, t)
-    np.add(param, t, param)
+    store_(np.add(param, t, param), **half)
     np.multiply(k.exp_avg_coefficient, exp_avg, t)  # torch: param.addcdiv_(exp_avg, denom, value=...)
     np.divide(t, d, t)
-    np.add(param, t, param)
+    store_(np.add(param, t, param), **half)
 
 
-def nadam_compiled(maximize: bool, decoupled: bool, coupled: bool, low_weight: bool) -> Callable[..., None]:
+def nadam_compiled(
+    maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, float16: bool = False, bfloat16: bool = False,
+) -> Callable[..., None]:
     """The compiled kernel: :func:`nadam_update_`'s lines as one loop over the elements.
 
     ``numpy_optim._compiled`` compiles it with numba, once per combination of
@@ -241,6 +247,7 @@ class NAdam(Optimizer):
 
     _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(nadam_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(nadam_compiled)
     _n_scratch = 3
     _buffer_order = ("exp_avg", "exp_avg_sq")

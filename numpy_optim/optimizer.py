@@ -760,6 +760,9 @@ class Optimizer:
     #: ``float16`` and ``bfloat16`` flags). Without it a half entry runs NumPy's own half
     #: arithmetic (each ufunc rounds to half, its scalars rounded to half first).
     _half_opmath = False
+    #: Whether the compiled kernels round to half too (SGD, Adam, AdamW, Adagrad); the
+    #: others' half entries take their NumPy kernel on the numba backend.
+    _half_compiled = False
 
     def _kernels(self, hyper: Mapping[str, Any]) -> tuple[Any, Any, int]:
         """``(NumPy kernel, compiled kernel factory, work arrays)`` of an entry: the fused
@@ -1017,6 +1020,8 @@ class Optimizer:
         half_ops = not fused and is_half(storage) and dtype != storage and state_dtype_of(hyper, storage) == storage
         if half_ops:  # torch's half ops on float32 copies: every op's result rounded to half
             k = k._replace(**{storage.name: True})
+            if not self._half_compiled:
+                factory = None  # (its compiled kernel does not round to half: the NumPy kernel)
         if compiled is not None and factory is not None and _backend.covers(items[0]):
             flags = tuple(value for value in k if isinstance(value, bool))
             constants = np.array([value for value in k if not isinstance(value, bool)], dtype)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import as_dtype_scalar, fma, scalar_fma_exact
+from ._fma import add_alpha, as_dtype_scalar, fma, half_scalar, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_betas, check_bool, check_nonnegative
 
 
@@ -32,6 +32,8 @@ class RAdamStep(NamedTuple):
     one: float  # 1.0: the numerator of the reciprocal (a constant, so it has the arrays' dtype)
     bias_correction2_sqrt: float  # (1 - beta2**t) ** 0.5
     rect: float  # the rectification term r_t (1.0 when not rectified; unused then)
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def radam_step(
@@ -103,36 +105,41 @@ def radam_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: RAdamS
     param, grad, exp_avg, exp_avg_sq = arrays[:4]
     t, d, u = scratch[:3]
     w = scratch[3] if len(scratch) > 3 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decoupled:
-        np.multiply(param, k.decay, param)  # torch: param.mul_(1 - lr * weight_decay)
-    if k.coupled:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        store_(np.multiply(param, k.decay, param), **half)  # torch: param.mul_(1 - lr * weight_decay)
+    if k.coupled:  # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # m_t: torch's exp_avg.lerp_(grad, 1 - beta1) = fma(w, g - m, m) for w < 0.5, else fma(w - 1, g - m, g)
     np.subtract(grad, exp_avg, t)
     if k.low_weight:
         fma(t, k.weight, exp_avg, exp_avg, work=w, exact=True)
     else:
         fma(t, k.weight_minus_one, grad, exp_avg, work=w, exact=True)
+    store_(exp_avg, **half)
     # v_t: torch's exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    np.multiply(exp_avg_sq, k.beta2, exp_avg_sq)
+    store_(np.multiply(exp_avg_sq, k.beta2, exp_avg_sq), **half)
     np.multiply(k.one_minus_beta2, grad, t)
-    fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True)
-    np.divide(exp_avg, k.bias_correction1, t)  # torch: bias_corrected_exp_avg = exp_avg / bias_correction1
-    np.multiply(t, k.lr, t)  # torch: bias_corrected_exp_avg * lr
+    store_(fma(t, grad, exp_avg_sq, exp_avg_sq, work=w, exact=True), **half)
+    # torch: bias_corrected_exp_avg = exp_avg / bias_correction1
+    store_(np.divide(exp_avg, k.bias_correction1, t), **half)
+    store_(np.multiply(t, k.lr, t), **half)  # torch: bias_corrected_exp_avg * lr
     if k.rectified:
-        np.sqrt(exp_avg_sq, d)  # torch: exp_avg_sq.sqrt().add_(eps)
-        np.add(d, k.eps, d)
-        np.divide(k.one, d, d)  # torch: bias_correction2**0.5 / d = d.reciprocal() * bias_correction2**0.5
-        np.multiply(d, k.bias_correction2_sqrt, d)
-        np.multiply(t, d, t)  # torch: (... * lr) * adaptive_lr
-        np.multiply(t, k.rect, t)  # torch: (...) * rect
-    np.subtract(param, t, param)  # torch: param.add_(update, alpha=-1.0)
+        store_(np.sqrt(exp_avg_sq, d), **half)  # torch: exp_avg_sq.sqrt().add_(eps)
+        store_(np.add(d, half_scalar(k.eps, **half), d), **half)
+        # torch: bias_correction2**0.5 / d = d.reciprocal() * bias_correction2**0.5
+        store_(np.divide(k.one, d, d), **half)
+        store_(np.multiply(d, k.bias_correction2_sqrt, d), **half)
+        store_(np.multiply(t, d, t), **half)  # torch: (... * lr) * adaptive_lr
+        store_(np.multiply(t, k.rect, t), **half)  # torch: (...) * rect
+    store_(np.subtract(param, t, param), **half)  # torch: param.add_(update, alpha=-1.0) (exact alpha: no tail rule)
 
 
 def radam_compiled(
     maximize: bool, decoupled: bool, coupled: bool, low_weight: bool, rectified: bool,
+    float16: bool = False, bfloat16: bool = False,
 ) -> Callable[..., None]:
     """The compiled kernel: :func:`radam_update_`'s lines as one loop over the elements.
 
@@ -236,6 +243,7 @@ class RAdam(Optimizer):
 
     _counts_steps = True  # (bias corrections / decays of the step count: see Optimizer._check_can_add)
     _kernel = staticmethod(radam_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(radam_compiled)
     _n_scratch = 3
     _buffer_order = ("exp_avg", "exp_avg_sq")

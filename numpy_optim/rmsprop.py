@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import view
-from ._fma import as_dtype_scalar, fma, scalar_fma, scalar_fma_exact
+from ._fma import add_alpha, as_dtype_scalar, fma, half_scalar, scalar_fma, scalar_fma_exact, store_
 from .optimizer import LOW_PRECISION_VALIDATORS, Optimizer, check_bool, check_nonnegative
 
 
@@ -27,6 +27,8 @@ class RMSpropStep(NamedTuple):
     eps: float
     momentum: float
     neg_lr: float  # -lr
+    float16: bool = False  # float16 parameters, computed on float32 copies as torch computes half ops
+    bfloat16: bool = False  # (the same for bfloat16; numpy_optim/_fma.py: add_alpha, store_)
 
 
 def rmsprop_step(
@@ -88,15 +90,17 @@ def rmsprop_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: RMSp
     param, grad, square_avg = arrays[:3]
     t, u = scratch[:2]
     w = scratch[2] if len(scratch) > 2 else t  # fma's work row: float64 for float32 arrays
+    half = {"float16": k.float16, "bfloat16": k.bfloat16}
     if k.maximize:
         grad = np.negative(grad, u)
     if k.decay:
-        grad = fma(param, k.weight_decay, grad, u, work=w, exact=True)  # torch: grad.add(param, alpha=weight_decay)
+        # torch: grad.add(param, alpha=weight_decay)
+        grad = add_alpha(grad, param, k.weight_decay, u, work=w, exact=True, **half)
     # torch: square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha); centered, v's
     # rounding error is amplified by the cancellation v - ga**2 below: rounded once then.
-    np.multiply(square_avg, k.alpha, square_avg)
+    store_(np.multiply(square_avg, k.alpha, square_avg), **half)
     np.multiply(k.weight, grad, t)
-    fma(t, grad, square_avg, square_avg, work=w, exact=k.centered)
+    store_(fma(t, grad, square_avg, square_avg, work=w, exact=k.centered), **half)
     if k.centered:
         grad_avg = arrays[-1]
         # torch: grad_avg.lerp_(grad, 1 - alpha) = fma(w, g - ga, ga) for |w| < 0.5, else
@@ -106,28 +110,31 @@ def rmsprop_update_(arrays: list[np.ndarray], scratch: list[np.ndarray], k: RMSp
             fma(t, k.weight, grad_avg, grad_avg, work=w, exact=True)
         else:
             fma(t, k.weight_minus_one, grad, grad_avg, work=w, exact=True)
+        store_(grad_avg, **half)
         # torch: avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_(); one rounding,
         # which in float64 can round v - ga**2 below zero: a NaN, as in torch.
         np.negative(grad_avg, t)
-        fma(t, grad_avg, square_avg, t, work=w, exact=True)
-        np.sqrt(t, t)
+        store_(fma(t, grad_avg, square_avg, t, work=w, exact=True), **half)
+        store_(np.sqrt(t, t), **half)
     else:
-        np.sqrt(square_avg, t)  # torch: avg = square_avg.sqrt()
-    np.add(t, k.eps, t)  # torch: avg.add_(eps) (outside the sqrt, no bias correction)
+        store_(np.sqrt(square_avg, t), **half)  # torch: avg = square_avg.sqrt()
+    # torch: avg.add_(eps) (outside the sqrt, no bias correction)
+    store_(np.add(t, half_scalar(k.eps, **half), t), **half)
     if k.momentum_on:
         buf = arrays[3]
-        np.multiply(buf, k.momentum, buf)  # torch: buf.mul_(momentum).addcdiv_(grad, avg)
+        store_(np.multiply(buf, k.momentum, buf), **half)  # torch: buf.mul_(momentum).addcdiv_(grad, avg)
         np.divide(grad, t, u)
-        np.add(buf, u, buf)
-        fma(buf, k.neg_lr, param, param, work=w, exact=True)  # torch: param.add_(buf, alpha=-lr)
+        store_(np.add(buf, u, buf), **half)
+        add_alpha(param, buf, k.neg_lr, param, work=w, exact=True, **half)  # torch: param.add_(buf, alpha=-lr)
     else:
         np.multiply(k.neg_lr, grad, u)  # torch: param.addcdiv_(grad, avg, value=-lr), three roundings
         np.divide(u, t, u)
-        np.add(param, u, param)
+        store_(np.add(param, u, param), **half)
 
 
 def rmsprop_compiled(
     maximize: bool, decay: bool, centered: bool, low_weight: bool, momentum_on: bool,
+    float16: bool = False, bfloat16: bool = False,
 ) -> Callable[..., None]:
     """The compiled kernel: :func:`rmsprop_update_`'s lines as one loop over the elements.
 
@@ -247,6 +254,7 @@ class RMSprop(Optimizer):
     """
 
     _kernel = staticmethod(rmsprop_update_)
+    _half_opmath = True  # float16 / bfloat16: torch's per-op rounding (numpy_optim/_fma.py: store_)
     _kernel_factory = staticmethod(rmsprop_compiled)
     _n_scratch = 2
     _buffer_order = ("square_avg", "momentum_buffer", "grad_avg")

@@ -382,6 +382,7 @@ class SGD(Optimizer):
     _fused_kernel_factory = staticmethod(sgd_fused_compiled)
     _fused_n_scratch = SGD_FUSED_SCRATCH
     _half_opmath = True
+    _half_compiled = True
     _buffer_order = ("momentum_buffer",)
     _validators = {
         **LOW_PRECISION_VALIDATORS,

@@ -31,10 +31,27 @@ with one ``param_groups``, ``state`` and ``initial_lrs`` item per entry. The cor
   param ids), so a torch optimizer over groups ``[[w, b], [v]]`` corresponds to numpy_optim
   entries ``[w, b, v]``.
 * Hyperparameters have the same names on both sides. A torch group's values become the
-  overrides of its entries; torch-only keys (``foreach``, ``fused``, ``capturable``,
-  ``differentiable``) have no numpy_optim counterpart and are filled from the receiving
-  torch optimizer's own groups. ``decoupled_weight_decay`` is a hyperparameter like any
-  other (torch's AdamW groups carry ``True``, as numpy_optim's AdamW defaults do).
+  overrides of its entries; torch-only keys (``foreach``, ``capturable``,
+  ``differentiable``, and ``fused`` where numpy_optim has no fused kernels) have no
+  numpy_optim counterpart and are filled from the receiving torch optimizer's own groups.
+  ``decoupled_weight_decay`` is a hyperparameter like any other (torch's AdamW groups
+  carry ``True``, as numpy_optim's AdamW defaults do).
+* ``fused`` (SGD, Adam, AdamW, Adagrad) is a hyperparameter on both sides and crosses both
+  ways: torch's ``None`` (its default: not fused on the CPU) becomes ``False``, and a
+  ``False`` going back stays ``None`` in a receiving group that has ``None`` (so a torch
+  state dict survives the trip unchanged). ``fused=True`` into a torch group with
+  ``foreach=True`` or ``differentiable=True`` is refused, as torch's constructor refuses it.
+* numpy_optim's own options (the registry's ``beyond_torch``: ``state_dtype`` and
+  ``master_weights`` on every elementwise optimizer) have no torch counterpart. Into
+  numpy_optim they take the *receiving* optimizer's values, its defaults and its entries'
+  own overrides (as the torch-only keys come from the receiving torch optimizer), so
+  loading torch's state never reconfigures it; torch's buffers must then have the dtype
+  that optimizer keeps them in (nothing is cast: ``state_dtype="float64"`` over float32
+  parameters, or ``master_weights`` with its float32 state over float16 ones, refuses
+  torch's buffers). Into torch they are dropped, and a state dict that uses a value torch
+  cannot represent (``state_dtype`` not None, ``master_weights=True``: state wider than
+  the parameters, a float32 master copy) is a ValueError naming the option and the value,
+  raised once the dict's keys are known good and before any value or buffer is converted.
 * A torch LR scheduler records each group's base rate as ``initial_lr``, which is what
   numpy_optim's ``initial_lrs`` are (the rate a scheduler scales an entry's lr from).
   It is carried over where torch has it: into ``initial_lrs`` always, and back into the
@@ -81,8 +98,12 @@ import numpy_optim
 
 from .registry import OPTIMIZERS, OptimizerPair
 
-#: Keys of torch's param groups that numpy_optim has no counterpart for.
+#: Keys of torch's param groups that numpy_optim may have no counterpart for (``fused`` has
+#: one on the optimizers with fused kernels: see :func:`_torch_only`).
 TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+#: The value of each numpy_optim-only option (the registry's ``beyond_torch``) that means
+#: what torch does: state in the parameters' dtype, no master copy.
+TORCH_EQUIVALENT = {"state_dtype": None, "master_weights": False}
 #: The key torch's LR schedulers add to each group: numpy_optim's ``initial_lrs``.
 INITIAL_LR = "initial_lr"
 
@@ -111,6 +132,11 @@ def _pair_for_torch(optimizer: Any) -> OptimizerPair:
             return pair
     raise TypeError(f"No numpy_optim counterpart registered for {type(optimizer).__name__}; "
                     f"expected one of {sorted(p.theirs.__name__ for p in OPTIMIZERS.values())}")
+
+
+def _torch_only(pair: OptimizerPair) -> frozenset[str]:
+    """torch's group keys that ``pair``'s numpy_optim class has no hyperparameter for."""
+    return TORCH_ONLY_KEYS - set(pair.ours._validators)
 
 
 def _plain(value: Any) -> Any:
@@ -283,15 +309,19 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         override ``k`` has that value in torch, else the value of the first such entry; an
         entry overrides ``k`` when it did before or when its torch group's value differs
         from ``defaults[k]`` (so a state dict of ``optimizer`` survives a trip through torch
-        unchanged). ``initial_lrs`` are the groups' ``initial_lr`` where a torch scheduler
-        set one, else the optimizer's own.
+        unchanged). ``fused`` is torch's (its ``None``: ``False``); numpy_optim's own
+        options (``state_dtype``, ``master_weights``) are the receiving optimizer's, defaults
+        and overrides as they are. ``initial_lrs`` are the groups' ``initial_lr`` where a
+        torch scheduler set one, else the optimizer's own.
 
     Raises
     ------
     TypeError
         ``optimizer`` is not a registered numpy_optim optimizer, a value has the wrong type, a
         buffer's dtype is not the one numpy_optim keeps it in (complex, int, bool or another
-        float width: named with the entry, the buffer and both dtypes; nothing is cast).
+        float width, also one that the receiving optimizer's ``state_dtype`` or
+        ``master_weights`` asks for: named with the entry, the buffer, both dtypes and those
+        options; nothing is cast).
     ValueError
         The dict is not a state dict of the counterpart torch class over these parameters
         (parameter count, hyperparameter names, buffer names, shapes), torch's per-parameter
@@ -306,24 +336,27 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
         raise ValueError(f"torch_state_dict holds {len(ids)} parameters, but the optimizer has "
                          f"{len(entries)} entries")
     names = list(optimizer.defaults)
+    shared = [k for k in names if k not in pair.beyond_torch]  # the ones torch's groups hold
 
-    # Hyperparameters: each torch group's values, validated by numpy_optim's own checks.
+    # Hyperparameters: each torch group's values, validated by numpy_optim's own checks;
+    # numpy_optim's own options: the receiving optimizer's, entry by entry.
     per_entry: list[dict[str, Any]] = []
     initial_lrs: list[float] = []
     for g, group in enumerate(groups):
         where = f"torch_state_dict['param_groups'][{g}]"
-        missing = [k for k in names if k not in group]
-        unknown = sorted(str(k) for k in group if k not in {*names, *TORCH_ONLY_KEYS, INITIAL_LR, "params"})
+        missing = [k for k in shared if k not in group]
+        unknown = sorted(str(k) for k in group if k not in {*shared, *TORCH_ONLY_KEYS, INITIAL_LR, "params"})
         if missing or unknown:
             raise ValueError(f"{where} does not hold {type(optimizer).__name__}'s hyperparameters: missing "
                              f"{missing}, unknown {unknown}; expected a torch.optim.{pair.theirs.__name__} state dict")
         try:
-            values = {k: _plain(group[k]) for k in names}
+            values = {k: _plain(group[k]) for k in shared}
         except TypeError as error:
             raise TypeError(f"{where}: {error}") from None
-        hyper = optimizer._check_hyperparameters(f"{where}: ", values)
-        per_entry.extend(dict(hyper) for _ in group["params"])
-        for i in range(len(initial_lrs), len(per_entry)):
+        hyper = optimizer._check_hyperparameters(f"{where}: ", values)  # fused: torch's None is False
+        for i in range(len(per_entry), len(per_entry) + len(group["params"])):
+            ours = optimizer._hyperparameters(i)
+            per_entry.append({**hyper, **{k: ours[k] for k in pair.beyond_torch}})
             initial_lrs.append(float(_plain(group[INITIAL_LR])) if INITIAL_LR in group else optimizer.initial_lrs[i])
 
     defaults: dict[str, Any] = {}
@@ -370,7 +403,7 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{where}[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
             dtype = _NUMPY_DTYPES.get(value.dtype)  # None: complex, int, bool, bfloat16, ...
-            shape, expected = optimizer._buffer_layout(name, param)  # 0-d float32 for eta, mu, mu_product
+            shape, expected = optimizer._buffer_layout(name, param, hyper)  # 0-d float32: eta, mu, mu_product
             if name in optimizer._scalar_state and value.shape == () and value.dtype == torch.float64:
                 # torch's load_state_dict casts 0-d scalar state to the parameter's dtype; as
                 # long as torch has not stepped since, the value is still a float32 number.
@@ -381,8 +414,12 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
                     )
                 dtype = np.dtype(np.float32)
             if dtype is None or dtype != expected:  # (np.dtype("float64") == None holds: test None first)
+                chosen = {k: hyper[k] for k in pair.beyond_torch if hyper[k] != TORCH_EQUIVALENT[k]}
+                why = (f" with {', '.join(f'{k}={v!r}' for k, v in chosen.items())} (the receiving optimizer's "
+                       f"own options; torch keeps the state in the parameters' dtype, and nothing is cast)"
+                       if chosen else "")
                 raise TypeError(f"{where}[{name!r}] has dtype {value.dtype}, but params[{i}] (shape {param.shape}, "
-                                f"dtype {param.dtype}) keeps it in {expected}")
+                                f"dtype {param.dtype}) keeps it in {expected}{why}")
             if tuple(value.shape) != shape:
                 raise ValueError(f"{where}[{name!r}] has shape {tuple(value.shape)}, but params[{i}] (shape "
                                  f"{param.shape}, dtype {param.dtype}) keeps it with shape {shape}")
@@ -425,6 +462,30 @@ def torch_to_numpy(torch_state_dict: Mapping[str, Any], optimizer: numpy_optim.O
 # ----- numpy_optim -> torch -----------------------------------------------------------
 
 
+def _refuse_beyond_torch(numpy_state_dict: Mapping[str, Any], pair: OptimizerPair) -> None:
+    """ValueError if the state dict's defaults or an entry's overrides give a numpy_optim-only
+    option (``pair.beyond_torch``) another value than the one that means torch's behaviour."""
+    places = [("numpy_state_dict['defaults']", numpy_state_dict["defaults"])]
+    for i, overrides in enumerate(numpy_state_dict["param_groups"]):
+        if not isinstance(overrides, Mapping):
+            raise TypeError(f"numpy_state_dict['param_groups'][{i}] must be a dict, got {type(overrides).__name__}")
+        places.append((f"numpy_state_dict['param_groups'][{i}]", overrides))
+    for where, values in places:
+        for k in pair.beyond_torch:
+            if k not in values:
+                continue
+            try:
+                value = pair.ours._validators[k](k, _plain(values[k]))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}: {error}") from None
+            if value != TORCH_EQUIVALENT[k]:
+                raise ValueError(
+                    f"{where} has {k}={value!r}, which torch.optim.{pair.theirs.__name__} cannot represent (torch "
+                    f"keeps an entry's state in its parameter's dtype and no float32 master copy; it has no {k} "
+                    f"option): only {k}={TORCH_EQUIVALENT[k]!r} converts"
+                )
+
+
 def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Convert a numpy_optim ``state_dict()`` into a dict ``torch_optimizer.load_state_dict`` accepts.
 
@@ -435,10 +496,10 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         ``torch_optimizer``'s parameters in order (group after group).
     torch_optimizer : torch.optim.Optimizer
         The receiving torch optimizer. Its groups say which entries share a group and
-        supply the torch-only keys (``foreach``, ``fused``, ``capturable``,
-        ``differentiable``); a group that has an
-        ``initial_lr`` (a scheduler is attached) gets its entries' ``initial_lrs``. Its
-        parameters give the shapes and dtypes. It is not changed.
+        supply the torch-only keys (``foreach``, ``capturable``, ``differentiable``, and
+        ``fused`` where numpy_optim has none); a group that has an ``initial_lr`` (a
+        scheduler is attached) gets its entries' ``initial_lrs``. Its parameters give the
+        shapes and dtypes. It is not changed.
 
     Returns
     -------
@@ -446,6 +507,8 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         ``{"state": {param_id: {...}}, "param_groups": [...]}`` with fresh tensors. Where torch
         keeps a step (all but SGD), every parameter with buffers gets ``"step"``, a scalar tensor of the dtype
         torch itself uses (float32, or the default dtype when that is float64 and not fused).
+        ``fused`` is the state dict's (``False`` stays ``None`` in a group that has ``None``);
+        numpy_optim's own options are dropped.
 
     Raises
     ------
@@ -456,7 +519,11 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         hyperparameter names and values, buffer names, shapes, dtypes), entries that share a
         torch group have different hyperparameters, or (where torch keeps a step) an entry has
         no buffers although the step count is positive, or its ``class`` is not the numpy_optim
-        counterpart of the torch class (an AdamW state dict into a torch Adam).
+        counterpart of the torch class (an AdamW state dict into a torch Adam); or it uses a
+        numpy_optim-only option with a value torch cannot represent (``state_dtype`` not
+        None, ``master_weights=True``, in its defaults or an entry's overrides: named with the
+        value, checked before the other values and the buffers), or ``fused=True`` where the torch group
+        has ``foreach=True`` or ``differentiable=True``.
     """
     pair = _pair_for_torch(torch_optimizer)
     if pair.closure:  # LBFGS
@@ -473,10 +540,13 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         if len(value) != len(params):
             raise ValueError(f"numpy_state_dict[{key!r}] has {len(value)} entries, but the torch optimizer has "
                              f"{len(params)} parameters")
-    names = set(torch_optimizer.defaults) - TORCH_ONLY_KEYS
-    if set(defaults) != names:
+    names = set(torch_optimizer.defaults) - _torch_only(pair)  # the hyperparameters both sides have
+    ours = names | set(pair.beyond_torch)
+    if set(defaults) != ours:
         raise ValueError(f"numpy_state_dict['defaults'] has the hyperparameters {sorted(defaults)}, but "
-                         f"torch.optim.{type(torch_optimizer).__name__} has {sorted(names)}")
+                         f"numpy_optim.{pair.ours.__name__} (for torch.optim.{type(torch_optimizer).__name__}) "
+                         f"has {sorted(ours)}")
+    _refuse_beyond_torch(numpy_state_dict, pair)
 
     new_groups = []
     index = 0
@@ -484,14 +554,14 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
         shared: dict[str, Any] | None = None
         for i in range(index, index + len(group["params"])):
             overrides = numpy_state_dict["param_groups"][i]
-            if not isinstance(overrides, Mapping):
-                raise TypeError(f"numpy_state_dict['param_groups'][{i}] must be a dict, got {type(overrides).__name__}")
-            if not set(overrides) <= names:
+            if not set(overrides) <= ours:
                 raise ValueError(f"numpy_state_dict['param_groups'][{i}] has unknown hyperparameters "
-                                 f"{sorted(set(overrides) - names)}")
+                                 f"{sorted(set(overrides) - ours)}")
             where = f"numpy_state_dict['param_groups'][{i}]"
             hyper = {}
             for k, v in {**defaults, **overrides}.items():
+                if k in pair.beyond_torch:  # torch's behaviour: _refuse_beyond_torch checked it
+                    continue
                 try:
                     hyper[k] = pair.ours._validators[k](k, _plain(v))
                 except (TypeError, ValueError) as error:
@@ -501,6 +571,15 @@ def numpy_to_torch(numpy_state_dict: Mapping[str, Any], torch_optimizer: torch.o
                 raise ValueError(f"entries {index} and {i} share torch param group {g} but differ in {differ}: "
                                  f"{ {k: shared[k] for k in differ} } vs { {k: hyper[k] for k in differ} }")
             shared = hyper
+        if shared is not None and "fused" in shared:  # (None: an empty torch group)
+            if shared["fused"]:
+                clash = [k for k in ("foreach", "differentiable") if group.get(k)]
+                if clash:
+                    raise ValueError(f"numpy_state_dict['param_groups'][{index}]: fused=True, but torch param group "
+                                     f"{g} has {', '.join(f'{k}=True' for k in clash)}, which torch does not run "
+                                     f"fused (its constructor refuses them together)")
+            elif group.get("fused") is None:
+                shared["fused"] = None  # torch's own spelling of "not fused" (its default), kept
         kept = {k: v for k, v in group.items() if k != "params" and k not in names}
         if INITIAL_LR in group:
             rates = {_plain(lr) for lr in numpy_state_dict["initial_lrs"][index:index + len(group["params"])]}

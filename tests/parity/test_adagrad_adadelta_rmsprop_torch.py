@@ -37,6 +37,7 @@ from numpy_optim.adadelta import Adadelta  # noqa: E402
 from numpy_optim.adagrad import Adagrad  # noqa: E402
 from numpy_optim.rmsprop import RMSprop  # noqa: E402
 from parity import tolerance  # noqa: E402
+from parity.registry import OPTIMIZERS  # noqa: E402
 
 SHAPES = [(), (7,), (4, 5), (2, 3, 2)]
 STEPS = 30
@@ -183,17 +184,26 @@ def test_with_mkl_sqrt_and_single_rounding_the_numpy_kernels_are_bitwise_torch(c
 
 # ----- signature, state names, validation --------------------------------------------------------
 
-TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
+TORCH_SWITCHES = {"foreach", "fused", "capturable", "differentiable"}
 
 
 @pytest.mark.parametrize("cls", list(PAIRS), ids=lambda c: c.__name__)
 def test_signature_is_torchs_without_the_torch_only_switches(cls):
+    # numpy_optim's own keywords (the registry's beyond_torch: state_dtype, master_weights)
+    # are left out on our side; torch's switches on its side, but for fused where we have
+    # it too (Adagrad), whose default differs as the registry documents (False vs None).
+    pair = OPTIMIZERS[cls.__name__]
+    ours_all = inspect.signature(cls).parameters
+    assert set(pair.beyond_torch) == {"state_dtype", "master_weights"} and set(pair.beyond_torch) <= set(ours_all)
+    torch_only = TORCH_SWITCHES - set(ours_all)
     theirs = [(p.name, p.default, p.kind) for p in inspect.signature(PAIRS[cls]).parameters.values()
-              if p.name not in TORCH_ONLY]
-    ours = [(p.name, p.default, p.kind) for p in inspect.signature(cls).parameters.values()]
-    assert [(n, d) for n, d, _ in ours] == [(n, d) for n, d, _ in theirs]
+              if p.name not in torch_only]
+    ours = [(p.name, p.default, p.kind) for p in ours_all.values() if p.name not in pair.beyond_torch]
+    differ = pair.default_differences
+    assert [(n, differ[n][1] if n in differ else d) for n, d, _ in ours] == [(n, d) for n, d, _ in theirs]
+    assert {n: d for n, d, _ in ours if n in differ} == {n: ours_value for n, (ours_value, _) in differ.items()}
     keyword_only = lambda params: [n for n, _, k in params if k is inspect.Parameter.KEYWORD_ONLY]
-    assert keyword_only(ours) == keyword_only(theirs)  # maximize (Adagrad, Adadelta); none (RMSprop)
+    assert keyword_only(ours) == keyword_only(theirs)  # maximize (+ fused: Adagrad), maximize (Adadelta), none
 
 
 @pytest.mark.parametrize("cls, kwargs", CONFIGS)

@@ -178,40 +178,51 @@ def assert_tracks(label: str, problem: Problem, resumed: Record, cls: type, hype
 # ----- resuming -----------------------------------------------------------------------
 
 
+#: fused=True on both sides (a hyperparameter of both): the run is handed over fused.
+FUSED_CONFIGS = [
+    pytest.param(numpy_optim.SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01},
+                 {"fused": True}, id="SGD-fused"),
+    pytest.param(numpy_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}, {"fused": True},
+                 id="AdamW-fused"),
+    pytest.param(numpy_optim.Adagrad, torch.optim.Adagrad, {"lr": 0.05, "lr_decay": 0.01}, {"fused": True},
+                 id="Adagrad-fused"),
+]
+RESUME_CONFIGS = [pytest.param(*c.values, {}, id=c.id) for c in CONFIGS] + FUSED_CONFIGS
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("ours", "theirs", "hyper"), CONFIGS)
-def test_torch_run_resumed_in_numpy_optim_tracks_the_uninterrupted_run(ours, theirs, hyper, dtype):
+@pytest.mark.parametrize(("ours", "theirs", "hyper", "extra"), RESUME_CONFIGS)
+def test_torch_run_resumed_in_numpy_optim_tracks_the_uninterrupted_run(ours, theirs, hyper, extra, dtype):
     problem = Problem(dtype)
-    opt, params = make_torch(theirs, problem, hyper)
+    opt, params = make_torch(theirs, problem, hyper, **extra)
     record: Record = {}
     torch_steps(opt, params, problem, range(1, HANDOVER + 1), record)
 
-    resumed = make_numpy(ours, problem, hyper, x=[p.detach().numpy() for p in params])
+    resumed = make_numpy(ours, problem, hyper, x=[p.detach().numpy() for p in params])  # not fused
     resumed.load_state_dict(torch_to_numpy(opt.state_dict(), resumed))
     assert resumed.lr == hyper["lr"] * 0.5  # the halved rate came with the state
+    if "fused" in resumed.defaults:
+        assert resumed.defaults["fused"] is extra.get("fused", False)  # and fused (torch's None: False)
     numpy_steps(resumed, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
 
-    assert_tracks(f"{theirs.__name__} -> {ours.__name__}", problem, record, theirs, hyper)
+    assert_tracks(f"{theirs.__name__} -> {ours.__name__}", problem, record, theirs, hyper, **extra)
     if ours is not numpy_optim.SGD:
         assert resumed.state["step"] == HANDOVER + MORE
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    ("ours", "theirs", "hyper", "extra"),
-    [pytest.param(*c.values, {}, id=c.id) for c in CONFIGS]
-    + [pytest.param(numpy_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}, {"fused": True},
-                    id="AdamW-fused")],
-)
+@pytest.mark.parametrize(("ours", "theirs", "hyper", "extra"), RESUME_CONFIGS)
 def test_numpy_optim_run_resumed_in_torch_tracks_the_uninterrupted_run(ours, theirs, hyper, extra, dtype):
     problem = Problem(dtype)
-    opt = make_numpy(ours, problem, hyper)
+    opt = make_numpy(ours, problem, {**hyper, **extra})
     record: Record = {}
     numpy_steps(opt, problem, range(1, HANDOVER + 1), record)
 
-    resumed, params = make_torch(theirs, problem, hyper, x=[e["params"] for e in opt.param_groups], **extra)
+    resumed, params = make_torch(theirs, problem, hyper, x=[e["params"] for e in opt.param_groups])  # not fused
     resumed.load_state_dict(numpy_to_torch(opt.state_dict(), resumed))
     assert [g["lr"] for g in resumed.param_groups] == [hyper["lr"] * 0.5] * len(GROUPS)
+    if extra:
+        assert [g["fused"] for g in resumed.param_groups] == [True] * len(GROUPS)  # fused came with the state
     torch_steps(resumed, params, problem, range(HANDOVER + 1, HANDOVER + MORE + 1), record)
 
     assert_tracks(f"{ours.__name__} -> {theirs.__name__}", problem, record, theirs, hyper, in_torch=True, **extra)
@@ -298,7 +309,9 @@ def test_torch_groups_become_numpy_defaults_and_per_entry_overrides():
 
     assert converted["step"] == HANDOVER
     assert converted["defaults"] == {"lr": 0.005, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1,
-                                     "amsgrad": False, "maximize": False, "decoupled_weight_decay": True}
+                                     "amsgrad": False, "maximize": False, "decoupled_weight_decay": True,
+                                     "fused": False,                                 # torch's None
+                                     "state_dtype": None, "master_weights": False}   # the optimizer's own
     assert converted["param_groups"] == [{}, {}, {"weight_decay": 0.0}, {"weight_decay": 0.0}]
     assert converted["initial_lrs"] == opt.initial_lrs == [0.01] * 4
     assert [sorted(s) for s in converted["state"]] == [["exp_avg", "exp_avg_sq"]] * 4
@@ -332,22 +345,23 @@ def test_a_torch_schedulers_initial_lr_maps_to_initial_lrs_both_ways():
 
 
 @pytest.mark.parametrize(
-    ("extra", "step_dtype"),
-    [({}, torch.float32), ({"foreach": True}, torch.float32), ({"fused": True}, torch.float32)],
+    ("extra", "fused", "step_dtype"),
+    [({}, False, torch.float32), ({"foreach": True}, False, torch.float32), ({}, True, torch.float32)],
     ids=["default", "foreach", "fused"],
 )
-def test_numpy_to_torch_keeps_the_torch_only_keys_and_torchs_step_dtype(extra, step_dtype):
+def test_numpy_to_torch_keeps_the_torch_only_keys_and_torchs_step_dtype(extra, fused, step_dtype):
     problem = Problem("float32")
     hyper = {"lr": 0.01, "weight_decay": 0.1}
-    opt = make_numpy(numpy_optim.AdamW, problem, hyper)
+    opt = make_numpy(numpy_optim.AdamW, problem, {**hyper, "fused": fused})
     numpy_steps(opt, problem, range(1, 4), {})
     torch_opt, params = make_torch(torch.optim.AdamW, problem, hyper, **extra)
-    own = [{k: g[k] for k in ("foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay")}
+    own = [{k: g[k] for k in ("foreach", "capturable", "differentiable", "decoupled_weight_decay")}
            for g in torch_opt.param_groups]
 
     converted = numpy_to_torch(opt.state_dict(), torch_opt)
 
     assert [{k: g[k] for k in own[0]} for g in converted["param_groups"]] == own
+    assert [g["fused"] for g in converted["param_groups"]] == [True if fused else None] * len(GROUPS)
     assert [g["params"] for g in converted["param_groups"]] == GROUPS
     for buffers in converted["state"].values():
         assert buffers["step"].dtype == step_dtype and buffers["step"].shape == () and float(buffers["step"]) == 3
@@ -381,6 +395,183 @@ def test_sgd_keeps_the_numpy_step_count_which_torch_does_not_record():
     assert converted["step"] == 3
     back = numpy_to_torch(converted, torch_opt)["state"]
     assert [sorted(s) for s in back.values()] == [["momentum_buffer"]] * 4   # and torch gets no step
+
+
+# ----- fused, and numpy_optim's own options (state_dtype, master_weights) ------------------
+
+
+@pytest.mark.parametrize("torch_fused", [None, False, True], ids=lambda v: f"torch-{v}")
+def test_torch_fused_becomes_numpy_optims_with_none_as_false(torch_fused):
+    problem = Problem("float32")
+    torch_opt, params = make_torch(torch.optim.Adam, problem, {"lr": 0.01}, fused=torch_fused)
+    torch_steps(torch_opt, params, problem, range(1, 3), {})
+    assert [g["fused"] for g in torch_opt.state_dict()["param_groups"]] == [torch_fused] * len(GROUPS)
+    opt = make_numpy(numpy_optim.Adam, problem, {"lr": 0.01, "fused": not torch_fused})  # the state dict decides
+
+    converted = torch_to_numpy(torch_opt.state_dict(), opt)
+
+    assert converted["defaults"]["fused"] is bool(torch_fused)
+    assert converted["param_groups"] == [{}, {}, {"weight_decay": 0.0}, {"weight_decay": 0.0}]
+    opt.load_state_dict(converted)
+    assert opt.defaults["fused"] is bool(torch_fused)
+
+
+@pytest.mark.parametrize(
+    ("torch_fused", "numpy_fused", "expected"),
+    [(None, False, None),    # torch's own spelling of "not fused" is kept
+     (None, True, True), (False, True, True),
+     (False, False, False), (True, False, False), (True, True, True)],
+    ids=lambda v: str(v),
+)
+def test_numpy_optims_fused_becomes_the_torch_groups(torch_fused, numpy_fused, expected):
+    problem = Problem("float32")
+    hyper = {"lr": 0.05, "lr_decay": 0.01}
+    opt = make_numpy(numpy_optim.Adagrad, problem, {**hyper, "fused": numpy_fused})
+    numpy_steps(opt, problem, range(1, 4), {})
+    torch_opt, params = make_torch(torch.optim.Adagrad, problem, hyper, fused=torch_fused)
+
+    converted = numpy_to_torch(opt.state_dict(), torch_opt)
+
+    assert [g["fused"] for g in converted["param_groups"]] == [expected] * len(GROUPS)
+    assert {b["step"].dtype for b in converted["state"].values()} == {torch.float32}
+    torch_opt.load_state_dict(converted)
+    torch_steps(torch_opt, params, problem, range(4, 6), {})
+    assert {float(torch_opt.state[p]["step"]) for p in params} == {5}
+
+
+@pytest.mark.parametrize("clash", ["foreach", "differentiable"])
+def test_numpy_to_torch_refuses_fused_into_a_group_torch_cannot_fuse(clash):
+    problem = Problem("float32")
+    opt = make_numpy(numpy_optim.AdamW, problem, {"lr": 0.01, "fused": True})
+    numpy_steps(opt, problem, range(1, 3), {})
+    torch_opt, _ = make_torch(torch.optim.AdamW, problem, {"lr": 0.01}, **{clash: True})
+    before = copy.deepcopy(torch_opt.state_dict())
+
+    with pytest.raises(ValueError) as caught:
+        numpy_to_torch(opt.state_dict(), torch_opt)
+
+    assert str(caught.value) == (f"numpy_state_dict['param_groups'][0]: fused=True, but torch param group 0 has "
+                                 f"{clash}=True, which torch does not run fused (its constructor refuses them "
+                                 "together)")
+    assert torch_opt.state_dict() == before
+
+
+def test_torch_to_numpy_keeps_the_receiving_optimizers_own_options():
+    # torch has no state_dtype or master_weights: the receiving optimizer's values stay,
+    # defaults and entries' overrides alike (as torch-only keys come from the torch side).
+    problem = Problem("float32")
+    hyper = {"lr": 0.01, "weight_decay": 0.01}
+    torch_opt, params = make_torch(torch.optim.Adam, problem, hyper)
+    torch_steps(torch_opt, params, problem, range(1, 3), {})
+    opt = make_numpy(numpy_optim.Adam, problem, {**hyper, "state_dtype": np.float32},
+                     entry_overrides=[{"master_weights": False}, {}, {}, {"state_dtype": None}])
+
+    converted = torch_to_numpy(torch_opt.state_dict(), opt)
+
+    assert {k: converted["defaults"][k] for k in ("state_dtype", "master_weights")} == {
+        "state_dtype": "float32", "master_weights": False}
+    assert converted["param_groups"] == [{"master_weights": False}, {}, {"weight_decay": 0.0},
+                                         {"weight_decay": 0.0, "state_dtype": None}]
+    opt.load_state_dict(converted)
+    for i, p in enumerate(params):
+        for name in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(opt.state[i][name], torch_opt.state[p][name].numpy(), strict=True)
+
+
+HALF_SAFE = {"lr": 0.01, "eps": 1e-4}  # an eps float16 represents
+
+
+@pytest.mark.parametrize(
+    ("dtype", "options", "entry_overrides", "fragment"),
+    [
+        pytest.param("float32", {"state_dtype": "float64"}, None,
+                     "torch_state_dict['state'][0] (params[0])['exp_avg'] has dtype torch.float32, but params[0] "
+                     "(shape (3, 2), dtype float32) keeps it in float64 with state_dtype='float64' (the receiving "
+                     "optimizer's own options; torch keeps the state in the parameters' dtype, and nothing is cast)",
+                     id="state_dtype-float64"),
+        pytest.param("float16", {"master_weights": True}, None,
+                     "['exp_avg'] has dtype torch.float16, but params[0] (shape (3, 2), dtype float16) keeps it in "
+                     "float32 with master_weights=True (the receiving", id="master_weights"),
+        pytest.param("float16", {}, [{}, {}, {"state_dtype": np.float32}, {}],
+                     "torch_state_dict['state'][2] (params[2])['exp_avg'] has dtype torch.float16, but params[2] "
+                     "(shape (5,), dtype float16) keeps it in float32 with state_dtype='float32'",
+                     id="entry-state_dtype"),
+    ],
+)
+def test_torch_to_numpy_refuses_buffers_narrower_than_the_receiving_optimizer_keeps(dtype, options, entry_overrides,
+                                                                                    fragment):
+    problem = Problem(dtype)
+    torch_opt, params = make_torch(torch.optim.Adam, problem, HALF_SAFE)
+    torch_steps(torch_opt, params, problem, range(1, 3), {})
+    opt = make_numpy(numpy_optim.Adam, problem, {**HALF_SAFE, **options}, entry_overrides=entry_overrides)
+    saved = torch_opt.state_dict()
+    numpy_before = opt.state_dict()
+
+    with pytest.raises(TypeError) as caught:
+        torch_to_numpy(saved, opt)
+
+    assert fragment in str(caught.value)
+    assert_numpy_state_dicts_identical(opt.state_dict(), numpy_before)
+    assert all(torch.equal(saved["state"][i]["exp_avg"], torch_opt.state[p]["exp_avg"]) for i, p in enumerate(params))
+
+
+NOT_REPRESENTABLE = [
+    pytest.param("float32", {"state_dtype": "float64"}, None, "['defaults']", "state_dtype", "float64",
+                 id="state_dtype-float64"),
+    pytest.param("float32", {"state_dtype": np.float32}, None, "['defaults']", "state_dtype", "float32",
+                 id="state_dtype-float32"),  # the same buffers here, but not torch's rule (state in the params' dtype)
+    pytest.param("float16", {"master_weights": True}, None, "['defaults']", "master_weights", True,
+                 id="master_weights"),
+    pytest.param("float16", {}, [{}, {}, {"state_dtype": "float32"}, {}], "['param_groups'][2]", "state_dtype",
+                 "float32", id="entry-state_dtype"),
+    pytest.param("float16", {}, [{}, {"master_weights": True}, {}, {}], "['param_groups'][1]", "master_weights", True,
+                 id="entry-master_weights"),
+]
+
+
+@pytest.mark.parametrize(("dtype", "options", "entry_overrides", "where", "option", "value"), NOT_REPRESENTABLE)
+def test_numpy_to_torch_refuses_what_torch_cannot_represent(dtype, options, entry_overrides, where, option, value):
+    problem = Problem(dtype)
+    opt = make_numpy(numpy_optim.Adam, problem, {**HALF_SAFE, **options}, entry_overrides=entry_overrides)
+    numpy_steps(opt, problem, range(1, 3), {})
+    saved = opt.state_dict()
+    before = copy.deepcopy(saved)
+    torch_opt, _ = make_torch(torch.optim.Adam, problem, HALF_SAFE)
+    torch_before = copy.deepcopy(torch_opt.state_dict())
+
+    with pytest.raises(ValueError) as caught:
+        numpy_to_torch(saved, torch_opt)
+
+    torch_value = {"state_dtype": None, "master_weights": False}[option]  # what torch does
+    assert str(caught.value) == (
+        f"numpy_state_dict{where} has {option}={value!r}, which torch.optim.Adam cannot represent (torch keeps "
+        f"an entry's state in its parameter's dtype and no float32 master copy; it has no {option} option): only "
+        f"{option}={torch_value!r} converts"
+    )
+    assert_numpy_state_dicts_identical(saved, before)
+    assert torch_opt.state_dict() == torch_before  # no state yet: plain values compare
+
+
+ELEMENTWISE = [pytest.param(pair, id=name) for name, pair in OPTIMIZERS.items() if pair.beyond_torch]
+
+
+@pytest.mark.parametrize("pair", ELEMENTWISE)
+def test_every_elementwise_optimizer_refuses_state_dtype_into_torch_and_drops_the_torch_value(pair):
+    problem = Problem("float32")
+    wide = make_numpy(pair.ours, problem, {"state_dtype": "float64"})
+    numpy_steps(wide, problem, range(1, 3), {})
+    torch_opt, _ = make_torch(pair.theirs, problem, {})
+    with pytest.raises(ValueError, match=rf"^numpy_state_dict\['defaults'\] has state_dtype='float64', which "
+                                         rf"torch\.optim\.{pair.theirs.__name__} cannot represent"):
+        numpy_to_torch(wide.state_dict(), torch_opt)
+
+    # torch's own behaviour, spelled out as overrides, converts and is dropped
+    plain = make_numpy(pair.ours, problem, {}, entry_overrides=[{"state_dtype": None, "master_weights": False}] * 4)
+    numpy_steps(plain, problem, range(1, 3), {})
+    converted = numpy_to_torch(plain.state_dict(), torch_opt)
+    assert all(k not in g for g in converted["param_groups"] for k in pair.beyond_torch)
+    assert set(converted["param_groups"][0]) == set(torch_opt.param_groups[0])
+    torch_opt.load_state_dict(converted)
 
 
 # ----- refusals -----------------------------------------------------------------------
@@ -428,6 +619,12 @@ TORCH_TO_NUMPY_REFUSALS = [
                  "torch_state_dict['param_groups'][1]: Invalid lr value: -1.0", id="invalid-lr"),
     pytest.param(lambda sd, opt: (sd["param_groups"][0].update(my_flag=True) or sd, opt), ValueError,
                  "unknown ['my_flag']", id="unknown-group-key"),
+    pytest.param(lambda sd, opt: (sd["param_groups"][1].update(fused="yes") or sd, opt), TypeError,
+                 "torch_state_dict['param_groups'][1]: Invalid fused: 'yes'", id="invalid-fused"),
+    pytest.param(lambda sd, opt: ((sd["param_groups"][1].pop("fused"), sd)[1], opt), ValueError,
+                 "missing ['fused']", id="no-fused"),
+    pytest.param(lambda sd, opt: (sd["param_groups"][1].update(master_weights=False) or sd, opt), ValueError,
+                 "unknown ['master_weights']", id="a-numpy-only-option-in-torchs-group"),
     pytest.param(lambda sd, opt: (sd["state"].update({9: {}}) or sd, opt), ValueError, "param id 9",
                  id="unknown-param-id"),
 ]
@@ -497,6 +694,16 @@ NUMPY_TO_TORCH_REFUSALS = [
     pytest.param(lambda sd, t: ({**sd, "step": -1}, t), ValueError, "Invalid numpy_state_dict['step']",
                  id="negative-step"),
     pytest.param(lambda sd, t: ({**sd, "state": sd["state"][:3]}, t), ValueError, "has 3 entries", id="entry-count"),
+    pytest.param(lambda sd, t: ({**sd, "defaults": {k: v for k, v in sd["defaults"].items() if k != "master_weights"}},
+                                t), ValueError,
+                 "numpy_state_dict['defaults'] has the hyperparameters ['amsgrad', 'betas', 'decoupled_weight_decay', "
+                 "'eps', 'fused', 'lr', 'maximize', 'state_dtype', 'weight_decay'], but numpy_optim.Adam (for "
+                 "torch.optim.Adam) has ['amsgrad', 'betas', 'decoupled_weight_decay', 'eps', 'fused', 'lr', "
+                 "'master_weights', 'maximize', 'state_dtype', 'weight_decay']", id="no-master_weights"),
+    pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"state_dtype": "float16"}, {}]}, t), ValueError,
+                 "numpy_state_dict['param_groups'][2]: Invalid state_dtype: 'float16'", id="invalid-state_dtype"),
+    pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"fused": "yes"}, {}]}, t), TypeError,
+                 "numpy_state_dict['param_groups'][2]: Invalid fused: 'yes'", id="invalid-fused"),
     pytest.param(lambda sd, t: ({**sd, "param_groups": [{"weight_decay": 0.5}, {}, {}, {}]}, t), ValueError,
                  "entries 0 and 1 share torch param group 0 but differ in ['weight_decay']", id="group-split"),
     pytest.param(lambda sd, t: ({**sd, "param_groups": [{}, {}, {"lr": -2.0}, {}]}, t), ValueError,
