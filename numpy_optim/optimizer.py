@@ -1019,7 +1019,7 @@ class Optimizer:
             k = self._scalars(hyper, step, first, dtype)
         half_ops = not fused and is_half(storage) and dtype != storage and state_dtype_of(hyper, storage) == storage
         if half_ops:  # torch's half ops on float32 copies: every op's result rounded to half
-            k = k._replace(**{storage.name: True})
+            k = k._replace(**{storage.name: True})  # type: ignore[attr-defined]  # (a NamedTuple)
             if not self._half_compiled:
                 factory = None  # (its compiled kernel does not round to half: the NumPy kernel)
         if compiled is not None and factory is not None and _backend.covers(items[0]):
