@@ -623,9 +623,9 @@ def test_half_parameters_take_the_compiled_kernel_on_float32_copies(half, cls, h
     base, grads = rng.standard_normal(1331), rng.standard_normal((3, 1331))
     sides = [cls([{"params": base.astype(dtype), "grad": np.zeros(1331, dtype)}], **hyper, **kwargs) for _ in "ab"]
     for step in range(3):
-        for side, backend in zip(sides, ("numpy", "numba")):
+        for side, name in zip(sides, ("numpy", "numba")):
             side.param_groups[0]["grad"][...] = grads[step].astype(dtype)
-            with use_backend(backend):
+            with use_backend(name):
                 side.step()
         assert_bitwise(sides[0], sides[1], f"{half} {cls.__name__} {kwargs} step {step + 1}")
     assert compiled_calls, "the compiled kernel did not run"
