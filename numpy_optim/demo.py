@@ -1139,7 +1139,7 @@ def plot_parity(report: dict[str, Any]) -> Figure:
     # (not the run's time: the figure must not change when nothing but the time does)
     title = f"Parity with torch {versions.get('torch', '?')} (profile {report.get('profile', '?')}): {status}"
     if bitwise:
-        title += (f"\n{len(bitwise)} bitwise rows (schedulers, clipping, averaging):\n"
+        title += (f"\n{len(bitwise)} bitwise rows (fused kernels, schedulers, clipping, averaging):\n"
                   f"{sum(r['differing'] for r in bitwise)} of {sum(r['compared'] for r in bitwise):,} values differ")
     ax.set_title(title)
     handles = [Patch(color="C0", label="float64"), Patch(color="C1", label="float32"),
