@@ -453,7 +453,7 @@ def one_step(name: str, hyper: dict, dtype: np.dtype, shapes: list, steps: int =
     run_pair(name, hyper, dtype, shapes, steps, seed, check_at=(steps,))
 
 
-def _xfail(rule: str, *dtypes: str) -> list:
+def _dtypes_for(rule: str, *dtypes: str) -> list:
     """Both dtypes (``rule``, ``dtypes``: the rule the test isolates, and where it showed before
     numpy_optim followed it)."""
     return [pytest.param(d, id=d) for d in ("float16", "bfloat16")]
@@ -488,7 +488,7 @@ def test_sgd_momentum_buffer_mul_by_float32_momentum(dtype_name: str) -> None:
     one_step("SGD", {"lr": 0.01, "momentum": 0.9}, half_dtype(dtype_name), [(1024,)], steps=2)
 
 
-@pytest.mark.parametrize("dtype_name", _xfail(LERP, "float16", "bfloat16"))
+@pytest.mark.parametrize("dtype_name", _dtypes_for(LERP, "float16", "bfloat16"))
 def test_adamax_first_moment_lerp_float32(dtype_name: str) -> None:
     """Adamax after one step with ``lr=0``: ``exp_avg = lerp(0, g, 0.1)`` in float32 with
     the float32 weight, the parameters unchanged (the update is 0)."""
@@ -530,14 +530,14 @@ def test_adamw_decay_mul_by_float32_factor(dtype_name: str) -> None:
     assert_bits_equal(param, to_numpy(tensor, dtype), "AdamW decay 0.9")
 
 
-@pytest.mark.parametrize("dtype_name", _xfail(ADD_TAIL, "float16"))
+@pytest.mark.parametrize("dtype_name", _dtypes_for(ADD_TAIL, "float16"))
 def test_asgd_step_scalar_tail_is_half_arithmetic(dtype_name: str) -> None:
     """ASGD's ``param.add_(grad, alpha=-eta)`` (``lambd=0``: no shrinking) on tensors of 31
     elements: scalar tail only (numpy_optim's bfloat16 fma, two roundings, is the tail rule)."""
     one_step("ASGD", {"lr": 0.01, "lambd": 0.0}, half_dtype(dtype_name), [(31,)] * 20)
 
 
-@pytest.mark.parametrize("dtype_name", _xfail(ADD_BODY_BF16, "bfloat16"))
+@pytest.mark.parametrize("dtype_name", _dtypes_for(ADD_BODY_BF16, "bfloat16"))
 def test_asgd_step_vector_body_is_fma32_then_half(dtype_name: str) -> None:
     """The same on 1024 elements: vector body only."""
     one_step("ASGD", {"lr": 0.01, "lambd": 0.0}, half_dtype(dtype_name), [(1024,)])
